@@ -1,0 +1,429 @@
+"""Import (``pack``) and export (``unpack``) of mask folder trees and COCO JSON.
+
+Folder trees mirror the frames: ``ROOT/<video_name>/<clip_idx>/<frame:05d>.jpg`` (FineDiving-HM
+release) or ``ROOT/<video>/<frame files>``; one grayscale (or RGB) image per frame, foreground
+where the gray value is ``>= threshold`` (default 128: JPEG masks carry compression noise around
+0 and 255, so the mid-point separates them). COCO JSON: ``images`` (id, file_name, height, width,
+optional ``hm_video_id`` and ``frame_index``) and ``annotations`` (image_id, ``segmentation`` as
+compressed/uncompressed RLE or polygons); all annotations of an image are united into one mask.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from hmtools.errors import InputError
+from hmtools.masks import rle as rle_ops
+from hmtools.masks.frames import DEFAULT_FRAME_PATTERN, FrameFolder, frame_numbers, scan_tree
+from hmtools.masks.schema import (
+    LAYER_PM,
+    ORIGIN_GROUND_TRUTH,
+    ORIGIN_PSEUDO,
+    ORIGINS,
+    VideoId,
+    format_video_id,
+    normalize_video_id,
+)
+from hmtools.masks.store import LayerData, MaskStore, StoreWriter
+
+log = logging.getLogger(__name__)
+
+DEFAULT_THRESHOLD = 128
+
+
+@dataclass
+class PackReport:
+    """What a pack did: videos and masks written, and the videos skipped with their reason."""
+
+    out: Path
+    layer: str
+    videos: int = 0
+    masks: int = 0
+    bad: list[tuple[str, str]] = field(default_factory=list)  # (video, reason)
+
+
+def default_origin(layer: str) -> int:
+    """``pm`` layers hold pseudo masks; anything imported as another layer is ground truth."""
+    return ORIGIN_PSEUDO if layer.startswith(LAYER_PM) else ORIGIN_GROUND_TRUTH
+
+
+def read_mask_image(path: Path, threshold: int = DEFAULT_THRESHOLD) -> np.ndarray:
+    """One mask file -> ``uint8 [H, W]`` 0/1. Colour images are read as gray."""
+    buf = np.fromfile(path, np.uint8) if path.is_file() else None
+    if buf is None or buf.size == 0:
+        raise InputError(f"{path}: unreadable or empty mask file")
+    img = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH)
+    if img is None:
+        raise InputError(f"{path}: not an image OpenCV can decode")
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    return (img >= threshold).astype(np.uint8)
+
+
+def _read_folder(ff: FrameFolder, threshold: int, pool: ThreadPoolExecutor) -> np.ndarray:
+    masks = list(pool.map(lambda p: read_mask_image(p, threshold), ff.files))
+    h, w = masks[0].shape
+    for p, m in zip(ff.files, masks, strict=True):
+        if m.shape != (h, w):
+            raise InputError(
+                f"{p}: size {m.shape[1]}x{m.shape[0]} differs from the video's first mask "
+                f"{ff.files[0].name} ({w}x{h})"
+            )
+    return np.stack(masks)
+
+
+def _open_writer(out: Path, name: str | None, overwrite: bool, append: bool) -> StoreWriter:
+    if append and overwrite:
+        raise InputError("--append and --overwrite exclude each other")
+    return StoreWriter(out, name=name, mode="append" if append else "create", overwrite=overwrite)
+
+
+def pack_folder(
+    root: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    layer: str = "gtm",
+    name: str | None = None,
+    layout: str = "auto",
+    threshold: int = DEFAULT_THRESHOLD,
+    overwrite: bool = False,
+    append: bool = False,
+    skip_bad: bool = False,
+    action_types: dict[VideoId, str] | None = None,
+    progress: bool = True,
+) -> PackReport:
+    """Pack a mask folder tree into the ``layer`` of an -HM store at ``out``.
+
+    All-or-nothing unless ``skip_bad``: on any bad input no output is written (an existing
+    ``out`` stays as it was). With ``skip_bad`` the good videos are packed and the bad ones
+    listed in the report.
+    """
+    if not 0 < threshold <= 255:
+        raise InputError(f"threshold {threshold} must be in 1..255")
+    folders = scan_tree(root, layout)
+    report = PackReport(Path(out), layer)
+    with _open_writer(Path(out), name, overwrite, append) as w, ThreadPoolExecutor(4) as pool:
+        for ff in tqdm(folders, desc=f"pack {layer}", unit="video", disable=not progress):
+            try:
+                masks = _read_folder(ff, threshold, pool)
+                if masks.max(initial=0) == 0:
+                    log.warning("%s: every mask is empty (threshold %d)", ff.folder, threshold)
+                data = LayerData.from_masks(ff.frames, masks, None, default_origin(layer))
+                w.add_video(
+                    ff.video_id,
+                    height=masks.shape[1],
+                    width=masks.shape[2],
+                    num_frames=len(ff.files),
+                    action_type=(action_types or {}).get(ff.video_id, ""),
+                    frame_pattern=ff.pattern,
+                )
+                w.write_layer(ff.video_id, layer, data)
+            except InputError as e:
+                if not skip_bad:
+                    raise
+                report.bad.append((format_video_id(ff.video_id), str(e)))
+                continue
+            report.videos += 1
+            report.masks += len(data)
+        if report.videos == 0:
+            raise InputError(f"{root}: no video could be packed")
+    return report
+
+
+# ----------------------------------------------------------------------------------------------
+# COCO JSON
+
+
+def _coco_image_video(img: dict, layout_parts: Callable[[str], VideoId]) -> tuple[VideoId, int]:
+    if "hm_video_id" in img:
+        vid = normalize_video_id(img["hm_video_id"])
+    else:
+        vid = layout_parts(img["file_name"])
+    if "frame_index" in img:
+        frame = int(img["frame_index"])
+    else:
+        frame = frame_numbers([Path(img["file_name"]).name])[0]
+    return vid, frame
+
+
+def _id_from_file_name(file_name: str) -> VideoId:
+    parts = Path(file_name).parent.parts
+    if not parts:
+        raise InputError(f"image {file_name!r}: no folder in file_name and no hm_video_id")
+    if len(parts) >= 2 and parts[-1].isdigit():
+        return normalize_video_id((parts[-2], int(parts[-1])))
+    return normalize_video_id((parts[-1],))
+
+
+def load_coco(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise InputError(f"{path}: not a COCO file (no 'images' list)")
+    if not isinstance(data.get("annotations", []), list):
+        raise InputError(f"{path}: 'annotations' is not a list")
+    return data
+
+
+def pack_coco(
+    path: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    layer: str = "gtm",
+    name: str | None = None,
+    overwrite: bool = False,
+    append: bool = False,
+    skip_bad: bool = False,
+    progress: bool = True,
+) -> PackReport:
+    """Pack a COCO JSON file (RLE or polygon segmentations) into ``layer`` of ``out``.
+
+    Video id per image: ``hm_video_id`` if present, else the image's folder(s) in ``file_name``
+    (``name/3/00012.jpg`` -> ``("name", 3)``); frame: ``frame_index`` or the file-name number.
+    Every listed image gets a mask (empty when it has no annotation).
+    """
+    path = Path(path)
+    data = load_coco(path)
+    videos: dict[VideoId, dict] = {}
+    by_image: dict[object, list[dict]] = defaultdict(list)
+    images: dict[object, tuple[VideoId, int, int, int]] = {}
+    for img in data["images"]:
+        try:
+            iid = img["id"]
+            h, w = int(img["height"]), int(img["width"])
+            vid, frame = _coco_image_video(img, _id_from_file_name)
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(
+                f"{path}: image entry {img!r:.120} is missing or has bad {e}"
+            ) from None
+        if iid in images:
+            raise InputError(f"{path}: image id {iid!r} appears twice")
+        images[iid] = (vid, frame, h, w)
+    for ann in data.get("annotations", []):
+        if not isinstance(ann, dict) or ann.get("image_id") not in images:
+            raise InputError(f"{path}: annotation {ann!r:.120} refers to no listed image")
+        by_image[ann["image_id"]].append(ann)
+    for v in data.get("videos", []) or []:
+        if isinstance(v, dict) and "hm_video_id" in v:
+            videos[normalize_video_id(v["hm_video_id"])] = v
+    per_video: dict[VideoId, list] = defaultdict(list)
+    for iid, (vid, frame, h, w) in images.items():
+        per_video[vid].append((frame, h, w, iid))
+    report = PackReport(Path(out), layer)
+    with _open_writer(Path(out), name, overwrite, append) as wr:
+        for vid in tqdm(sorted(per_video, key=str), desc=f"pack {layer}", disable=not progress):
+            entries = sorted(per_video[vid])
+            try:
+                data_layer = _coco_video_layer(vid, entries, by_image, layer)
+                meta = videos.get(vid, {})
+                wr.add_video(
+                    vid,
+                    height=entries[0][1],
+                    width=entries[0][2],
+                    num_frames=int(meta.get("num_frames", len(entries))),
+                    action_type=str(meta.get("action_type", "")),
+                    frame_pattern=meta.get("frame_pattern"),
+                )
+                wr.write_layer(vid, layer, data_layer)
+            except InputError as e:
+                if not skip_bad:
+                    raise InputError(f"{path}: {e}") from None
+                report.bad.append((format_video_id(vid), str(e)))
+                continue
+            report.videos += 1
+            report.masks += len(data_layer)
+        if report.videos == 0:
+            raise InputError(f"{path}: no images to pack")
+    return report
+
+
+def _coco_video_layer(vid: VideoId, entries: list, by_image: dict, layer: str) -> LayerData:
+    h0, w0 = entries[0][1], entries[0][2]
+    frames, rles, scores, origins = [], [], [], []
+    for frame, h, w, iid in entries:
+        where = f"video {format_video_id(vid)} frame {frame}"
+        if (h, w) != (h0, w0):
+            raise InputError(f"{where}: size {w}x{h} differs from the video's {w0}x{h0}")
+        anns = by_image.get(iid, [])
+        try:
+            parts = [rle_ops.from_coco_segmentation(a.get("segmentation"), h, w) for a in anns]
+        except InputError as e:
+            raise InputError(f"{where}: {e}") from None
+        frames.append(frame)
+        rles.append(rle_ops.union(parts, h, w))
+        sc = [a["score"] for a in anns if isinstance(a.get("score"), (int, float))]
+        scores.append(float(max(sc)) if sc else np.nan)
+        og = [a["origin"] for a in anns if a.get("origin") in ORIGINS]
+        origins.append(int(og[0]) if og else default_origin(layer))
+    if len(set(frames)) != len(frames):
+        raise InputError(f"video {format_video_id(vid)}: a frame number appears twice")
+    return LayerData.from_rles(frames, rles, h0, w0, scores, origins)
+
+
+# ----------------------------------------------------------------------------------------------
+# export
+
+
+def _atomic_write_bytes(path: Path, payload: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _frame_name(pattern: str | None, frame: int, ext: str | None) -> str:
+    pat = pattern or DEFAULT_FRAME_PATTERN + ".png"
+    if "." not in pat.rsplit("}", 1)[-1]:
+        pat += ".png"
+    name = pat.format(frame)
+    if ext is not None:
+        name = str(Path(name).with_suffix(ext))
+    return name
+
+
+def _layers_to_export(store: MaskStore, layer: str | None) -> list[str]:
+    names = store.layer_names()
+    if layer is None:
+        if len(names) != 1:
+            raise InputError(
+                f"{store.path} has layers {', '.join(names) or 'none'}: choose one with --layer"
+            )
+        return names
+    if layer not in names:
+        raise InputError(f"{store.path}: no layer {layer!r} (it has: {', '.join(names) or 'none'})")
+    return [layer]
+
+
+def unpack_png(
+    store_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    layer: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> int:
+    """Write ``layer`` as a PNG tree ``OUT/<id parts>/<frame name>.png`` (0/255). Returns masks
+    written. Bit-exact inverse of :func:`pack_folder` on PNG input."""
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise InputError(f"{out} exists and is not empty: pass --overwrite to write into it")
+    n = 0
+    with MaskStore(store_path) as store:
+        (lay,) = _layers_to_export(store, layer)
+        for info, data in tqdm(
+            store.iter_layer(lay),
+            total=len(store),
+            disable=not progress,
+            desc=f"unpack {lay}",
+            unit="video",
+        ):
+            d = out.joinpath(*[str(p) for p in info.video_id])
+            d.mkdir(parents=True, exist_ok=True)
+            masks = data.decode(info.height, info.width)
+            for frame, m in zip(data.frame_index, masks, strict=True):
+                ok, buf = cv2.imencode(".png", m * np.uint8(255))
+                if not ok:
+                    raise InputError(f"cannot encode PNG for {info.name} frame {frame}")
+                name = _frame_name(info.attrs.get("frame_pattern"), int(frame), ".png")  # type: ignore[arg-type]
+                _atomic_write_bytes(d / name, buf.tobytes())
+                n += 1
+    return n
+
+
+def to_coco(store: MaskStore, layer: str) -> dict:
+    """The layer as a COCO dict (one category ``person``; one annotation per stored frame,
+    empty masks included, with ``score`` and ``origin`` kept)."""
+    images, anns = [], []
+    videos = []
+    for info, data in store.iter_layer(layer):
+        videos.append(
+            {
+                "hm_video_id": list(info.video_id),
+                "height": info.height,
+                "width": info.width,
+                "num_frames": info.num_frames,
+                "action_type": info.action_type,
+                "frame_pattern": info.attrs.get("frame_pattern"),
+            }
+        )
+        folder = "/".join(str(p) for p in info.video_id)
+        pattern = info.attrs.get("frame_pattern") or DEFAULT_FRAME_PATTERN + ".jpg"
+        for i, frame in enumerate(data.frame_index):
+            iid = len(images) + 1
+            images.append(
+                {
+                    "id": iid,
+                    "file_name": f"{folder}/{_frame_name(pattern, int(frame), None)}",  # type: ignore[arg-type]
+                    "height": info.height,
+                    "width": info.width,
+                    "hm_video_id": list(info.video_id),
+                    "frame_index": int(frame),
+                }
+            )
+            score = float(data.score[i])
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": iid,
+                    "category_id": 1,
+                    "segmentation": {
+                        "size": [info.height, info.width],
+                        "counts": data.rles[i].decode("ascii"),
+                    },
+                    "area": int(data.area[i]),
+                    "bbox": [float(x) for x in data.bbox[i]],
+                    "iscrowd": 0,
+                    "score": None if np.isnan(score) else score,
+                    "origin": int(data.origin[i]),
+                }
+            )
+    return {
+        "info": {"description": f"{store.name} layer {layer}", "hm_layer": layer},
+        "images": images,
+        "annotations": anns,
+        "categories": [{"id": 1, "name": "person", "supercategory": "person"}],
+        "videos": videos,
+    }
+
+
+def unpack_coco(
+    store_path: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    layer: str | None = None,
+    overwrite: bool = False,
+) -> int:
+    """Write ``layer`` as one COCO JSON file (atomically). Returns masks written."""
+    out = Path(out)
+    if out.suffix.lower() != ".json":
+        out = out / "annotations.json" if out.is_dir() or not out.suffix else out
+    if out.exists() and not overwrite:
+        raise InputError(f"{out} exists: pass --overwrite to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with MaskStore(store_path) as store:
+        (lay,) = _layers_to_export(store, layer)
+        coco = to_coco(store, lay)
+    _atomic_write_bytes(out, json.dumps(coco).encode("utf-8"))
+    return len(coco["annotations"])

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Set up hmtools in ./.venv from nothing (Python 3.11, pip and gcc are all it needs).
+# torch==2.14.1 / torchvision==0.29.1 are pinned in pyproject.toml (segment-anything needs
+# torchvision; PyPI's torchvision does not import beside the CPU-only torch 2.13.0 wheel).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=${HMTOOLS_VENV:-.venv}
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PY" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install --quiet --upgrade pip
+"$VENV/bin/python" -m pip install --quiet -e ".[dev]"
+"$VENV/bin/python" -m pip check
+"$VENV/bin/hmtools" --version

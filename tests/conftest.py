@@ -1,0 +1,86 @@
+"""Shared fixtures: small synthetic mask trees and paths to ../shared data (skipped if absent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("HMTOOLS_SHARED", REPO.parent / "shared"))
+SHARED_DATA = SHARED / "data"
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared/data, or skip the test with the reason."""
+    p = SHARED_DATA.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"{p} not present (../shared is only on the development machines)")
+    return p
+
+
+def person_mask(h: int, w: int, t: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """A person-like blob (head, torso, limbs) that moves with ``t``: uint8 0/1 [h, w]."""
+    m = np.zeros((h, w), np.uint8)
+    cx = int(w * (0.3 + 0.02 * (t % 20)))
+    cy = int(h * 0.5)
+    s = h / 256
+    cv2.circle(m, (cx, int(cy - 60 * s)), int(12 * s) + 1, 1, -1)
+    cv2.ellipse(m, (cx, cy), (int(14 * s) + 1, int(40 * s) + 1), (t * 7) % 180, 0, 360, 1, -1)
+    for a in (-1, 1):
+        cv2.line(
+            m,
+            (cx, int(cy + 30 * s)),
+            (cx + a * int(20 * s), int(cy + 90 * s)),
+            1,
+            max(1, int(8 * s)),
+        )
+        cv2.line(
+            m,
+            (cx, int(cy - 25 * s)),
+            (cx + a * int(35 * s), int(cy - 10 * s + 10 * a * s)),
+            1,
+            max(1, int(6 * s)),
+        )
+    if rng is not None and rng.random() < 0.1:
+        m[:] = 0  # an empty frame now and then
+    return m
+
+
+def write_mask_tree(
+    root: Path,
+    videos: dict[tuple[str, int], list[int]],
+    h: int = 64,
+    w: int = 96,
+    ext: str = ".png",
+    seed: int = 0,
+) -> dict:
+    """FineDiving-layout mask tree; returns {(name, clip): {frame: mask01}}."""
+    rng = np.random.default_rng(seed)
+    truth: dict = {}
+    for (name, clip), frames in videos.items():
+        d = root / name / str(clip)
+        d.mkdir(parents=True, exist_ok=True)
+        truth[(name, clip)] = {}
+        for f in frames:
+            m = person_mask(h, w, f, rng)
+            cv2.imwrite(str(d / f"{f:05d}{ext}"), m * 255)
+            truth[(name, clip)][f] = m
+    return truth
+
+
+@pytest.fixture
+def mask_tree(tmp_path: Path) -> tuple[Path, dict]:
+    root = tmp_path / "masks"
+    truth = write_mask_tree(
+        root,
+        {
+            ("FINADivingWorldCup2021_Men3m_final_r1", 0): list(range(489, 501)),
+            ("01", 3): list(range(0, 8)),
+            ("Olympics 2020 #1|x%", 12): [5, 7, 9],
+        },
+    )
+    return root, truth
