@@ -1,0 +1,1 @@
+"""Pseudo masks (segmenters, trackers, prompts) and the Label Studio correction loop."""
