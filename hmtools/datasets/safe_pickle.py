@@ -3,7 +3,8 @@
 The official FineDiving and MTL-AQA annotations are pickles. ``pickle.load`` on a downloaded file
 can run arbitrary code, so hmtools loads them with an unpickler that resolves only builtin
 containers/scalars and the numpy reconstruction helpers (under both ``numpy.core`` -- what the
-real files use -- and ``numpy._core`` -- what numpy 2 writes). Anything else raises
+real files use -- and ``numpy._core`` -- what numpy 2 writes), plus ``_codecs.encode``, with
+which protocol-2 pickles carry byte strings. Anything else raises
 :class:`~hmtools.errors.InputError` naming the file and the refused global.
 """
 
@@ -39,10 +40,13 @@ _BUILTINS = {
 
 
 def _numpy_globals() -> dict[tuple[str, str], object]:
+    import _codecs
+
     from numpy._core.multiarray import _reconstruct, scalar
     from numpy._core.numeric import _frombuffer
 
     out: dict[tuple[str, str], object] = {
+        ("_codecs", "encode"): _codecs.encode,  # how protocol-2 pickles carry bytes
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
     }
@@ -56,13 +60,17 @@ def _numpy_globals() -> dict[tuple[str, str], object]:
 _NUMPY = _numpy_globals()
 
 
+class _Refused(pickle.UnpicklingError):
+    """A global outside the allow-list."""
+
+
 class _Restricted(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> object:
         if module == "builtins" and name in _BUILTINS:
             return getattr(builtins, name)
         if (module, name) in _NUMPY:
             return _NUMPY[(module, name)]
-        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
+        raise _Refused(f"global {module}.{name} is not allowed")
 
 
 def load_pickle(path: str | os.PathLike) -> object:
@@ -74,10 +82,19 @@ def load_pickle(path: str | os.PathLike) -> object:
         raise InputError(f"{path}: cannot read ({e.strerror})") from None
     try:
         return _Restricted(io.BytesIO(data), encoding="latin1").load()
-    except pickle.UnpicklingError as e:
+    except _Refused as e:
         raise InputError(
             f"{path}: refused to unpickle: {e} (only builtins and numpy are "
             "allowed in annotation files)"
         ) from None
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, ImportError) as e:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        ImportError,
+        KeyError,
+    ) as e:
         raise InputError(f"{path}: not a readable annotation pickle ({e})") from None

@@ -589,8 +589,8 @@ class StoreWriter:
                 )
             del g[layer]
         write_layer_group(g, layer, data, self.compression)
-        if len(data) and int(data.frame_index[-1]) + 1 > int(g.attrs.get("num_frames", 0)):
-            g.attrs["num_frames"] = int(data.frame_index[-1]) + 1
+        if len(data) > int(g.attrs.get("num_frames", 0)):
+            g.attrs["num_frames"] = len(data)
 
     def commit(self) -> Path:
         """Flush, fsync and rename the temporary file over the target."""
