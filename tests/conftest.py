@@ -84,3 +84,13 @@ def mask_tree(tmp_path: Path) -> tuple[Path, dict]:
         },
     )
     return root, truth
+
+
+@pytest.fixture(scope="session")
+def synth_small(tmp_path_factory) -> Path:
+    """A small synthetic FineDiving-layout dataset (8 clips, 96 px high), made once."""
+    from hmtools.datasets.synth import generate
+
+    root = tmp_path_factory.mktemp("synth_small")
+    generate(root, 8, seed=5, height=96, workers=2, progress=False)
+    return root
