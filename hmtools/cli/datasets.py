@@ -9,6 +9,7 @@ import click
 
 from hmtools.cli import main
 from hmtools.datasets.records import DATASETS, DEFAULT_LENGTH, load_dataset
+from hmtools.datasets.stats import build_report
 from hmtools.datasets.summary import format_dataset_summary, summarize_dataset
 from hmtools.datasets.synth import generate
 
@@ -79,3 +80,41 @@ def dataset_summary(
     samples = load_dataset(dataset, annotations, data_root)
     d = summarize_dataset(samples, check_frames=data_root is not None, length=length)
     click.echo(json.dumps(d, indent=2) if as_json else format_dataset_summary(d))
+
+
+@main.command(short_help="Mask statistics report (tables, plots, pm-vs-gtm IoU).")
+@click.argument("store", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Folder for report.md, CSV tables and PNG plots.",
+)
+@click.option(
+    "--annotations",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Official annotation folder: action types from it instead of the store.",
+)
+@click.option(
+    "--dataset",
+    type=click.Choice(DATASETS),
+    default="finediving",
+    show_default=True,
+    help="Format of --annotations.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def stats(store: Path, out: Path, annotations: Path | None, dataset: str, quiet: bool) -> None:
+    """Masks per action type and layer, coverage, areas, box sizes, origins and, where both
+    layers exist, pm-vs-gtm IoU per video and per action type.
+
+    \b
+    Example:
+      hmtools stats FineDiving-HM.h5 --annotations FineDiving/Annotations --out stats/
+    """
+    rep = build_report(store, out, dataset=dataset, annotations=annotations, progress=not quiet)
+    click.echo(rep.summary)
+    click.echo(
+        f"report: {rep.out / 'report.md'} ({len(rep.tables)} tables, {len(rep.plots)} plots)"
+    )
