@@ -359,9 +359,18 @@ class MaskStore:
         stop: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(frame_index int32 [T], masks uint8 [T, H, W])`` for frames in ``[start, stop)``."""
-        info = self.info(video_id)
-        data = self.read_layer(video_id, layer, start, stop)
-        return data.frame_index, data.decode(info.height, info.width)
+        g = self._group(video_id)
+        lg = self._layer_group(video_id, layer)
+        fi = lg["frame_index"][()]
+        i0, i1 = _frame_slice(fi, start, stop)
+        h, w = int(g.attrs["height"]), int(g.attrs["width"])
+        if i1 == i0:
+            return fi[i0:i1].astype(np.int32), np.zeros((0, h, w), np.uint8)
+        off = lg["rle_offsets"][i0 : i1 + 1]
+        blob = lg["rle_bytes"][int(off[0]) : int(off[-1])].tobytes()
+        base = int(off[0])
+        rles = [blob[int(a) - base : int(b) - base] for a, b in zip(off[:-1], off[1:], strict=True)]
+        return fi[i0:i1].astype(np.int32), rle_ops.decode(rles, h, w)
 
     def iter_layer(self, layer: str) -> Iterator[tuple[VideoInfo, LayerData]]:
         """``(info, data)`` for every video that has ``layer``, in key order."""
