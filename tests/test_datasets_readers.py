@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from hmtools.cli import main
 from hmtools.datasets.records import load_aqa7, load_finediving, load_mtl_aqa
-from hmtools.datasets.safe_pickle import load_pickle
 from hmtools.errors import InputError
+from hmtools.safe_pickle import load_pickle
 from tests.conftest import shared_path
 
 

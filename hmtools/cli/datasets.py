@@ -14,7 +14,7 @@ from hmtools.datasets.summary import format_dataset_summary, summarize_dataset
 from hmtools.datasets.synth import generate
 
 
-@main.command(short_help="Generate synthetic diving videos with exact masks and scores.")
+@main.command(short_help="Synthetic diving clips with exact masks and scores.")
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--videos", "-n", type=int, required=True, help="Number of annotation keys (clips).")
 @click.option("--seed", "-s", type=int, default=0, show_default=True)

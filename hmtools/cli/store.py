@@ -25,7 +25,7 @@ from hmtools.masks import (
 _PATH = click.Path(path_type=Path)
 
 
-@main.command()
+@main.command(short_help="Import mask folders or COCO JSON into an -HM store.")
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "-o", type=_PATH, required=True, help="The -HM store to write (.h5).")
 @click.option("--layer", default="gtm", show_default=True, help="Layer: gtm, pm or another name.")
@@ -111,7 +111,7 @@ def pack(
             click.echo(f"  {vid}: {why}", err=True)
 
 
-@main.command()
+@main.command(short_help="Export a layer as PNG masks or COCO JSON.")
 @click.argument("store", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--out",
@@ -143,7 +143,7 @@ def unpack(
     click.echo(f"wrote {n} masks to {out}")
 
 
-@main.command()
+@main.command(short_help="Check a store against the schema (exit 1 on problems).")
 @click.argument("store", type=_PATH)
 @click.option("--progress", is_flag=True, help="Show a progress bar.")
 def validate(store: Path, progress: bool) -> None:
@@ -162,7 +162,7 @@ def validate(store: Path, progress: bool) -> None:
     click.echo(f"OK {store}")
 
 
-@main.command()
+@main.command(short_help="Videos, masks per layer, file size, bytes per mask.")
 @click.argument("store", type=click.Path(exists=True, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def info(store: Path, as_json: bool) -> None:
@@ -182,7 +182,7 @@ def info(store: Path, as_json: bool) -> None:
         click.echo(format_summary(s))
 
 
-@main.command()
+@main.command(short_help="Combine shard stores; refuses conflicting masks.")
 @click.argument("shards", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "-o", type=_PATH, required=True, help="The merged store.")
 @click.option("--name", default=None, help="Dataset name (default: the first shard's).")

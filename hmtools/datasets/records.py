@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hmtools.datasets.safe_pickle import load_pickle
 from hmtools.errors import InputError
 from hmtools.masks.frames import frame_numbers, list_images
 from hmtools.masks.schema import VideoId, format_video_id, normalize_video_id
+from hmtools.safe_pickle import load_pickle
 
 DATASETS = ("finediving", "mtl-aqa", "aqa7")
 AQA7_CLASSES = (

@@ -1,0 +1,169 @@
+"""Uni-FineParser (Section 3): I3D with the spatial action parser (SAP) after a chosen stage,
+static visual encoding (SVE), the temporal action parser (TAP) and fine-grained contrastive
+regression (FineReg). ``F(X, Z) + y_Z`` (Eq. 1).
+
+The model is used in two steps so that voting over M exemplars (Eq. 10) encodes each video once:
+:meth:`encode` turns one batch of videos into step features (and, in training, the attention
+maps the losses need); :meth:`regress` compares query and exemplar features. ``forward`` does
+both for a training pair and returns the prediction and the losses of Eq. 8.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from hmtools.models.config import ModelConfig
+from hmtools.models.finereg import FineReg
+from hmtools.models.i3d import STAGES, InceptionI3d
+from hmtools.models.losses import attention_loss, score_loss, temporal_loss
+from hmtools.models.sap import MaskGuidedAttention
+from hmtools.models.sve import StaticVisualEncoder
+from hmtools.models.tap import TemporalActionParser
+
+
+@dataclass
+class Encoded:
+    """One batch of videos after the backbone and TAP."""
+
+    steps: torch.Tensor  # [B, L_q, d] step features X^T (or [B, 1, d] without TAP)
+    a1: torch.Tensor | None  # [B, L_q, N] TAP attention maps
+    a2: torch.Tensor | None
+    spatial: torch.Tensor | None  # [B, N, T2, H2, W2] SAP attention A
+
+
+class UniFineParser(nn.Module):
+    """See module doc. Input videos ``[B, 3, L, H, W]`` in [-1, 1]."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.i3d = InceptionI3d(width=cfg.i3d_width)
+        c4 = self.i3d.channels["stage4"]
+        self.sap = MaskGuidedAttention(cfg.sap_plus_one) if cfg.use_sap else None
+        self.sve = StaticVisualEncoder(cfg.sve_arch) if cfg.use_sve else None
+        if self.sve is not None and self.sve.out_dim != c4:
+            raise ValueError(f"SVE gives {self.sve.out_dim}-d features, I3D Stage 4 {c4}-d")
+        if cfg.use_tap:
+            self.tap: TemporalActionParser | None = TemporalActionParser(
+                cfg.num_queries,
+                cfg.query_dim,
+                c4,
+                cfg.attn_dim,
+                cfg.heads,
+                cfg.tau_init,
+                cfg.ffn_dim,
+            )
+            d = cfg.attn_dim
+        else:
+            self.tap = None
+            d = c4
+        self.finereg = FineReg(d, cfg.enc_dims, cfg.reg_dims)
+        if cfg.freeze_bn:
+            self.i3d.freeze_batchnorm()
+
+    def train(self, mode: bool = True) -> UniFineParser:
+        super().train(mode)
+        if self.cfg.freeze_bn:
+            self.i3d.freeze_batchnorm()
+        return self
+
+    # -- encoding -------------------------------------------------------------------------
+    def snippets(self, video: torch.Tensor) -> torch.Tensor:
+        """``[B, 3, L, H, W]`` -> ``[B*N, 3, beta, H, W]`` (N snippets, stride alpha)."""
+        c = self.cfg
+        starts = [i * c.stride for i in range(c.num_snippets)]
+        if starts[-1] + c.snippet_len > video.shape[2]:
+            raise ValueError(
+                f"video has {video.shape[2]} frames, the config needs {starts[-1] + c.snippet_len}"
+            )
+        sn = torch.stack([video[:, :, s : s + c.snippet_len] for s in starts], 1)
+        return sn.flatten(0, 1)
+
+    def encode(self, video: torch.Tensor) -> Encoded:
+        c = self.cfg
+        b = video.shape[0]
+        x = self.snippets(video)
+        stages = list(STAGES)
+        split = stages.index(c.sap_stage) + 1
+        h = self.i3d.run(x, tuple(stages[:split]))
+        spatial = None
+        if self.sap is not None:
+            h, a = self.sap(h)  # Eqs. 2, 5
+            spatial = a.view(b, c.num_snippets, *a.shape[1:])
+        h = self.i3d.run(h, tuple(stages[split:]))
+        feat = h.mean(dim=(2, 3, 4)).view(b, c.num_snippets, -1)  # B_4^A(X_i), [B, N, C4]
+        if self.sve is not None:
+            feat = feat + self.sve(x).view(b, c.num_snippets, -1)  # X^F = B_4^A + X^V
+        if self.tap is not None:
+            steps, a1, a2 = self.tap(feat)
+            return Encoded(steps, a1, a2, spatial)
+        return Encoded(feat.mean(1, keepdim=True), None, None, spatial)
+
+    def regress(
+        self, q: Encoded | torch.Tensor, z: Encoded | torch.Tensor, y_exemplar: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(y_hat, deltas)`` of queries against exemplars (Eq. 7)."""
+        xq = q.steps if isinstance(q, Encoded) else q
+        xz = z.steps if isinstance(z, Encoded) else z
+        deltas = self.finereg(xq, xz)
+        return FineReg.predict(deltas, y_exemplar), deltas
+
+    # -- training pair --------------------------------------------------------------------
+    def forward(
+        self,
+        query: torch.Tensor,
+        exemplar: torch.Tensor,
+        y_exemplar: torch.Tensor,
+        y_query: torch.Tensor | None = None,
+        *,
+        masks: tuple[torch.Tensor, torch.Tensor] | None = None,
+        soft_labels: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Encode both videos in one batch, regress, and return ``pred`` plus the losses
+        (Eq. 8) whose targets were given: ``loss_a`` (masks, Eq. 4), ``loss_t`` (soft labels,
+        Eq. 6), ``loss_e`` (y_query, Eq. 9) and their sum ``loss``."""
+        b = query.shape[0]
+        enc = self.encode(torch.cat([query, exemplar], 0))
+        qe = Encoded(enc.steps[:b], None, None, None)
+        ze = Encoded(enc.steps[b:], None, None, None)
+        pred, deltas = self.regress(qe, ze, y_exemplar)
+        out: dict[str, torch.Tensor] = {"pred": pred, "deltas": deltas}
+        total = pred.new_zeros(())
+        if masks is not None and enc.spatial is not None and self.cfg.use_mask_loss:
+            out["loss_a"] = attention_loss(enc.spatial, torch.cat(masks, 0))
+            total = total + out["loss_a"]
+        if soft_labels is not None and enc.a1 is not None and self.cfg.use_temporal_loss:
+            out["loss_t"] = temporal_loss(enc.a1, enc.a2, torch.cat(soft_labels, 0))
+            total = total + out["loss_t"]
+        if y_query is not None:
+            out["loss_e"] = score_loss(pred, y_query)
+            total = total + out["loss_e"]
+        out["loss"] = total
+        return out
+
+    # -- bookkeeping ------------------------------------------------------------------------
+    def components(self) -> dict[str, nn.Module]:
+        parts: dict[str, nn.Module] = {"i3d": self.i3d}
+        for name in ("sap", "sve", "tap", "finereg"):
+            m = getattr(self, name)
+            if m is not None:
+                parts[name] = m
+        return parts
+
+    def param_groups(self, lr: float, backbone_lr_mult: float, tau_lr: float) -> list[dict]:
+        """Optimizer groups as the paper trains: I3D at lr x 0.1, the TAP temperatures at their
+        own lr, everything else at lr. Frozen parameters are left out."""
+        taus = {id(p) for p in (self.tap.temperatures() if self.tap else [])}
+        backbone = [p for p in self.i3d.parameters() if p.requires_grad]
+        ids = {id(p) for p in backbone} | taus
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
+        groups = [
+            {"params": backbone, "lr": lr * backbone_lr_mult, "name": "i3d"},
+            {"params": rest, "lr": lr, "name": "heads"},
+        ]
+        if taus:
+            groups.append({"params": self.tap.temperatures(), "lr": tau_lr, "name": "tau"})
+        return groups
