@@ -60,8 +60,10 @@ def test_small_forward_backward_reaches_every_parameter():
         if p.requires_grad:
             assert p.grad is not None and torch.isfinite(p.grad).all(), name
     frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
-    assert frozen and all("batch3d" in n or ".bn" in n or "stem.1" in n or "downsample.1" in n
-                          or "layers.0.1" in n for n in frozen)  # only BatchNorm is frozen
+    assert frozen and all(
+        "batch3d" in n or ".bn" in n or "stem.1" in n or "downsample.1" in n or "layers.0.1" in n
+        for n in frozen
+    )  # only BatchNorm is frozen
     enc = model.encode(v)
     assert enc.steps.shape == (1, cfg.num_queries, cfg.attn_dim)
     assert enc.a1.shape == (1, cfg.num_queries, cfg.num_snippets)

@@ -44,7 +44,9 @@ def main(verbose: bool) -> None:
 
 
 def _register() -> None:
-    from hmtools.cli import datasets as _datasets  # noqa: F401  (commands attach to ``main``)
+    from hmtools.cli import annotation as _annotation  # noqa: F401  (commands attach to ``main``)
+    from hmtools.cli import datasets as _datasets  # noqa: F401
+    from hmtools.cli import engine as _engine  # noqa: F401
     from hmtools.cli import models as _models  # noqa: F401
     from hmtools.cli import store as _store  # noqa: F401
 

@@ -47,8 +47,11 @@ class TrainConfig:
     def from_json(cls, text: str) -> TrainConfig:
         d = json.loads(text)
         names = {f.name for f in dataclasses.fields(cls)}
-        d = {k: (tuple(v) if k == "shift" and v is not None else v) for k, v in d.items()
-             if k in names}
+        d = {
+            k: (tuple(v) if k == "shift" and v is not None else v)
+            for k, v in d.items()
+            if k in names
+        }
         return cls(**d)
 
     @property

@@ -22,10 +22,17 @@ class EvalResult:
     aiou_50: float | None
     aiou_75: float | None
     predictions: pd.DataFrame
+    #: rho of the exemplars' mean score alone (every delta 0): what voting gives for free
+    exemplar_mean_rho: float = float("nan")
 
     def metrics(self, prefix: str = "test_") -> dict[str, float | None]:
-        return {f"{prefix}spearman_rho": self.spearman_rho, f"{prefix}rl2_x100": self.rl2_x100,
-                f"{prefix}aiou_50": self.aiou_50, f"{prefix}aiou_75": self.aiou_75}
+        return {
+            f"{prefix}spearman_rho": self.spearman_rho,
+            f"{prefix}rl2_x100": self.rl2_x100,
+            f"{prefix}aiou_50": self.aiou_50,
+            f"{prefix}aiou_75": self.aiou_75,
+            f"{prefix}exemplar_mean_rho": self.exemplar_mean_rho,
+        }
 
 
 def query_steps(train: list[Sample], clip_cfg: ClipConfig) -> np.ndarray | None:
@@ -35,20 +42,23 @@ def query_steps(train: list[Sample], clip_cfg: ClipConfig) -> np.ndarray | None:
     for s in train:
         if s.step_transitions is None or s.frame_labels is None:
             return None
-        pos = interp.finediving_positions(len(s.frame_labels), 0, len(s.frame_labels) - 1,
-                                          clip_cfg.length)
+        pos = interp.finediving_positions(
+            len(s.frame_labels), 0, len(s.frame_labels) - 1, clip_cfg.length
+        )
         trans = interp.sampled_transitions(s.frame_labels[pos])
         bounds = interp.step_bounds(trans, clip_cfg.num_snippets, clip_cfg.stride)
-        for j, (a, b) in enumerate(interp.query_parts(trans, clip_cfg.num_snippets,
-                                                       clip_cfg.stride, clip_cfg.num_queries)):
+        for j, (a, b) in enumerate(
+            interp.query_parts(trans, clip_cfg.num_snippets, clip_cfg.stride, clip_cfg.num_queries)
+        ):
             mid = (a + b) / 2
             step = next((k for k, (x, y) in enumerate(bounds) if x <= mid < y), 2)
             votes[j, step] += 1
     return votes.argmax(1)
 
 
-def step_tiou(a2: np.ndarray, q_steps: np.ndarray, transitions: np.ndarray, cfg: ClipConfig
-              ) -> float:
+def step_tiou(
+    a2: np.ndarray, q_steps: np.ndarray, transitions: np.ndarray, cfg: ClipConfig
+) -> float:
     """Mean temporal IoU over the 3 steps between the segments read off A2 (each snippet goes
     to the step of its most attended query; steps taken in order) and the true segments."""
     snip_step = q_steps[a2.argmax(0)]  # [N]
@@ -68,10 +78,18 @@ def step_tiou(a2: np.ndarray, q_steps: np.ndarray, transitions: np.ndarray, cfg:
 
 
 @torch.no_grad()
-def evaluate(model: UniFineParser, test: list[Sample], train: list[Sample],
-             clip_cfg: ClipConfig, exemplars: ExemplarIndex, *, voters: int = 10,
-             seed: int = 0, device: torch.device | str = "cpu",
-             progress: bool = False) -> EvalResult:
+def evaluate(
+    model: UniFineParser,
+    test: list[Sample],
+    train: list[Sample],
+    clip_cfg: ClipConfig,
+    exemplars: ExemplarIndex,
+    *,
+    voters: int = 10,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> EvalResult:
     """Predict every test sample by voting over ``voters`` training exemplars (Eq. 10):
     ``y_hat = mean_j (F(X, Z_j) + y_Zj)``; with the ``dd`` regime the model regresses
     score / difficulty and the vote is multiplied by the query's difficulty. Exemplars are
@@ -91,7 +109,7 @@ def evaluate(model: UniFineParser, test: list[Sample], train: list[Sample],
         item = test_ds[i]
         enc = model.encode(item["video"][None].to(device))
         ks = exemplars.test_exemplars(s, voters, np.random.default_rng([seed, i]))
-        preds = []
+        preds, base = [], []
         for k in ks:
             if k not in cache:
                 cache[k] = model.encode(train_ds[row[train[k].id]]["video"][None].to(device)).steps
@@ -99,17 +117,37 @@ def evaluate(model: UniFineParser, test: list[Sample], train: list[Sample],
             y_z = ez.final_score / ez.difficulty if dd else ez.final_score
             p, _ = model.regress(enc.steps, cache[k], torch.tensor([y_z], device=device))
             preds.append(float(p) * (s.difficulty if dd else 1.0))
+            base.append(y_z * (s.difficulty if dd else 1.0))
         if q_steps is not None and "transitions" in item and enc.a2 is not None:
-            tious.append(step_tiou(enc.a2[0].cpu().numpy(), q_steps,
-                                   item["transitions"].numpy(), clip_cfg))
-        rows.append({"video": s.name, "action_type": s.action_type, "true": s.final_score,
-                     "predicted": float(np.mean(preds)), "exemplars": len(preds),
-                     "spread_std": float(np.std(preds)),
-                     "spread_min": float(np.min(preds)), "spread_max": float(np.max(preds))})
+            tious.append(
+                step_tiou(enc.a2[0].cpu().numpy(), q_steps, item["transitions"].numpy(), clip_cfg)
+            )
+        rows.append(
+            {
+                "video": s.name,
+                "action_type": s.action_type,
+                "true": s.final_score,
+                "predicted": float(np.mean(preds)),
+                "exemplar_mean": float(np.mean(base)),
+                "exemplars": len(preds),
+                "spread_std": float(np.std(preds)),
+                "spread_min": float(np.min(preds)),
+                "spread_max": float(np.max(preds)),
+            }
+        )
     model.train(was_training)
     df = pd.DataFrame(rows)
     rho = float(spearmanr(df["true"], df["predicted"]).statistic) if len(df) > 1 else float("nan")
     rl2 = interp.relative_l2(df["true"], df["predicted"])
+    base_rho = (
+        float(spearmanr(df["true"], df["exemplar_mean"]).statistic) if len(df) > 1 else float("nan")
+    )
     t = np.asarray(tious)
-    return EvalResult(rho, rl2, float((t >= 0.5).mean()) if len(t) else None,
-                      float((t >= 0.75).mean()) if len(t) else None, df)
+    return EvalResult(
+        rho,
+        rl2,
+        float((t >= 0.5).mean()) if len(t) else None,
+        float((t >= 0.75).mean()) if len(t) else None,
+        df,
+        base_rho,
+    )

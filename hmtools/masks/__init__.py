@@ -44,7 +44,13 @@ from hmtools.masks.io import (
     unpack_coco,
     unpack_png,
 )
-from hmtools.masks.merge import StoreSummary, format_summary, merge_stores, summarize_store
+from hmtools.masks.merge import (
+    StoreSummary,
+    format_summary,
+    mean_layer_iou,
+    merge_stores,
+    summarize_store,
+)
 from hmtools.masks.schema import (
     LAYER_GTM,
     LAYER_PM,
@@ -83,6 +89,7 @@ __all__ = [
     "VideoInfo",
     "format_summary",
     "format_video_id",
+    "mean_layer_iou",
     "merge_stores",
     "normalize_video_id",
     "pack_coco",

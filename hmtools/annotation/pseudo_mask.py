@@ -1,0 +1,397 @@
+"""``hmtools pseudo-mask``: a pseudo human mask for every frame of every video.
+
+Per video: a first-frame box (prompts file, or the automatic athlete finder) starts the tracker;
+every frame, the tracker's box prompts the segmenter and the new mask corrects the tracker.
+Videos are committed one by one to ``<out>.parts/<video_key>.h5`` (atomic writes), so a killed
+run loses at most the video in progress and ``--resume`` skips finished ones; at the end the parts
+become the ``pm`` layer of ``<out>`` (atomically). Broken videos are logged to
+``<out>.failures.csv`` and the run goes on; ``<out>.low_confidence.csv`` lists the frames
+annotators should see first.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from hmtools.annotation.segmenters import Segmenter
+from hmtools.annotation.trackers import Box, Tracker, clip_box, make_tracker, mask_box
+from hmtools.errors import InputError
+from hmtools.masks import (
+    LAYER_PM,
+    ORIGIN_PSEUDO,
+    LayerData,
+    MaskStore,
+    StoreWriter,
+    VideoId,
+    format_video_id,
+    merge_stores,
+    video_key,
+)
+from hmtools.masks.frames import frame_pattern, scan_tree
+
+log = logging.getLogger(__name__)
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+SAM_CPU_SECONDS = {"vit_b": 28.0, "vit_l": 60.0, "vit_h": 100.0}  # per 720p frame, measured/est.
+
+
+@dataclass
+class VideoJob:
+    video_id: VideoId
+    frames: list[tuple[int, Path]] = field(default_factory=list)  # (number, file)
+    video_path: Path | None = None
+    action_type: str = ""
+    frames_dir: str | None = None
+
+    @property
+    def key(self) -> str:
+        return video_key(self.video_id)
+
+    def read(self) -> tuple[list[int], list[np.ndarray]]:
+        """Frame numbers and BGR frames; raises :class:`InputError` on a broken source."""
+        if self.video_path is not None:
+            cap = cv2.VideoCapture(str(self.video_path))
+            if not cap.isOpened():
+                raise InputError(f"{self.video_path}: OpenCV cannot open the video")
+            frames = []
+            while True:
+                ok, f = cap.read()
+                if not ok:
+                    break
+                frames.append(f)
+            cap.release()
+            if not frames:
+                raise InputError(f"{self.video_path}: no decodable frame")
+            return list(range(len(frames))), frames
+        if not self.frames:
+            raise InputError(f"video {format_video_id(self.video_id)}: no frames")
+        out = []
+        for n, p in self.frames:
+            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+            if img is None:
+                raise InputError(f"{p}: unreadable frame {n}")
+            if out and img.shape != out[0].shape:
+                raise InputError(
+                    f"{p}: frame {n} is {img.shape[1]}x{img.shape[0]}, the video's "
+                    f"first frame {out[0].shape[1]}x{out[0].shape[0]}"
+                )
+            out.append(img)
+        return [n for n, _ in self.frames], out
+
+
+def list_videos(
+    root: str | os.PathLike,
+    dataset: str = "folder",
+    annotations: str | os.PathLike | None = None,
+    length: int = 103,
+    margin: int = 3,
+) -> list[VideoJob]:
+    """The videos of ``root``: a dataset in its official layout (``finediving``, ``mtl-aqa``,
+    ``aqa7``: needs ``annotations``; MTL-AQA and AQA-7 give each sample's window plus the
+    temporal-shift margin), a folder of frame folders (``folder``; symlinks followed) or a
+    folder of video files."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: not a folder")
+    if dataset in ("finediving", "mtl-aqa", "aqa7"):
+        from hmtools.datasets.records import load_dataset
+
+        if annotations is None:
+            raise InputError(f"--dataset {dataset} needs --annotations")
+        jobs = []
+        for s in load_dataset(dataset, annotations, root):
+            try:
+                files = s.frame_files(length, margin=margin)
+            except InputError as e:
+                jobs.append(
+                    VideoJob(s.id, [], action_type=s.action_type, frames_dir=f"missing: {e}")
+                )
+                continue
+            jobs.append(
+                VideoJob(
+                    s.id,
+                    files,
+                    action_type=s.action_type,
+                    frames_dir=os.path.relpath(s.frames_dir, root),
+                )
+            )
+        return jobs
+    if dataset != "folder":
+        raise InputError(f"unknown --dataset {dataset!r}")
+    videos = sorted(p for p in root.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
+    if videos:
+        return [VideoJob((p.stem,), video_path=p) for p in videos]
+    return [
+        VideoJob(
+            ff.video_id,
+            list(zip(ff.frames, ff.files, strict=True)),
+            frames_dir=os.path.relpath(ff.folder, root),
+        )
+        for ff in scan_tree(root, "folder")
+    ]
+
+
+def parse_shard(spec: str | None) -> tuple[int, int]:
+    """``k/n`` (0-based k), or from ``SLURM_ARRAY_TASK_ID``/``SLURM_ARRAY_TASK_COUNT`` or
+    ``RANK``/``WORLD_SIZE`` when set; ``(0, 1)`` otherwise."""
+    if spec:
+        try:
+            k, n = (int(x) for x in spec.split("/"))
+        except ValueError:
+            raise InputError(f"--shard {spec!r}: expected k/n, e.g. 0/8") from None
+    elif "SLURM_ARRAY_TASK_ID" in os.environ and "SLURM_ARRAY_TASK_COUNT" in os.environ:
+        k = int(os.environ["SLURM_ARRAY_TASK_ID"]) - int(os.environ.get("SLURM_ARRAY_TASK_MIN", 0))
+        n = int(os.environ["SLURM_ARRAY_TASK_COUNT"])
+    elif "WORLD_SIZE" in os.environ and "RANK" in os.environ:
+        k, n = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    else:
+        return 0, 1
+    if not (n >= 1 and 0 <= k < n):
+        raise InputError(f"shard {k}/{n}: need 0 <= k < n")
+    return k, n
+
+
+def load_prompts(path: str | os.PathLike) -> dict[str, Box]:
+    """First-frame boxes per video: JSON ``{"<video>": [x, y, w, h], ...}`` or a list of
+    ``{"video": ..., "box": [x, y, w, h]}``; CSV with columns ``video,x,y,w,h``. ``<video>`` is
+    the id as ``name/clip`` (FineDiving), ``1/3`` (MTL-AQA), ``name`` (folder) or JSON text."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror})") from None
+    out: dict[str, Box] = {}
+    try:
+        if path.suffix.lower() == ".csv":
+            for row in csv.DictReader(text.splitlines()):
+                out[row["video"]] = tuple(float(row[k]) for k in "xywh")  # type: ignore[assignment]
+        else:
+            data = json.loads(text)
+            items = (
+                data.items() if isinstance(data, dict) else ((d["video"], d["box"]) for d in data)
+            )
+            for vid, box in items:
+                if len(box) != 4:
+                    raise ValueError(f"box of {vid} must be [x, y, w, h]")
+                out[str(vid)] = tuple(float(v) for v in box)  # type: ignore[assignment]
+    except (KeyError, ValueError, TypeError, json.JSONDecodeError) as e:
+        raise InputError(f"{path}: bad prompts file ({e})") from None
+    return out
+
+
+def _prompt_for(prompts: dict[str, Box], vid: VideoId) -> Box | None:
+    for k in (
+        format_video_id(vid),
+        json.dumps(list(vid)),
+        json.dumps(list(vid), separators=(",", ":")),
+        str(vid[0]),
+    ):
+        if k in prompts:
+            return prompts[k]
+    return None
+
+
+def find_athlete(frames: list[np.ndarray], look: int = 12) -> Box:
+    """Automatic first-frame box: what moves against the camera-compensated background in the
+    first ``look`` frames (two similar blobs -- synchronised divers -- are joined into one box);
+    the whole central region when nothing moves."""
+    h, w = frames[0].shape[:2]
+    acc = np.zeros((h, w), np.float32)
+    grays = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames[: look + 1]]
+    for g0, g1 in zip(grays[:-1], grays[1:], strict=False):
+        p0 = cv2.goodFeaturesToTrack(g0, 300, 0.01, 7)
+        warped = g0
+        if p0 is not None and len(p0) >= 8:
+            p1, st, _ = cv2.calcOpticalFlowPyrLK(g0, g1, p0, None)
+            good = st.reshape(-1) == 1
+            if good.sum() >= 8:
+                M, _ = cv2.estimateAffinePartial2D(p0[good], p1[good])
+                if M is not None:
+                    warped = cv2.warpAffine(g0, M, (w, h), borderMode=cv2.BORDER_REPLICATE)
+        acc += cv2.GaussianBlur(cv2.absdiff(g1, warped), (7, 7), 0).astype(np.float32)
+    if acc.max() <= 0:
+        return (w * 0.3, h * 0.2, w * 0.4, h * 0.6)
+    a8 = np.clip(acc / acc.max() * 255, 0, 255).astype(np.uint8)
+    _, m = cv2.threshold(a8, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    if n <= 1:
+        return (w * 0.3, h * 0.2, w * 0.4, h * 0.6)
+    order = 1 + np.argsort(stats[1:, cv2.CC_STAT_AREA])[::-1]
+    keep = [order[0]] + [
+        k
+        for k in order[1:2]
+        if stats[k, cv2.CC_STAT_AREA] >= 0.6 * stats[order[0], cv2.CC_STAT_AREA]
+    ]
+    x0 = min(stats[k, 0] for k in keep)
+    y0 = min(stats[k, 1] for k in keep)
+    x1 = max(stats[k, 0] + stats[k, 2] for k in keep)
+    y1 = max(stats[k, 1] + stats[k, 3] for k in keep)
+    return float(x0), float(y0), float(x1 - x0), float(y1 - y0)
+
+
+def segment_video(
+    frames: list[np.ndarray], segmenter: Segmenter, tracker: Tracker, box: Box, chunk: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
+    """Masks ``uint8 [T, H, W]`` and scores ``[T]`` for one video (see module doc). A frame the
+    segmenter fails on gets an empty mask with score 0."""
+    h, w = frames[0].shape[:2]
+    masks = np.zeros((len(frames), h, w), np.uint8)
+    scores = np.zeros(len(frames), np.float32)
+    tracker.init(frames[0], clip_box(box, w, h))
+    prev = None
+    cur_box = clip_box(box, w, h)
+    for c0 in range(0, len(frames), chunk):
+        states = segmenter.encode(frames[c0 : c0 + chunk])
+        for j, state in enumerate(states):
+            t = c0 + j
+            if t > 0:
+                cur_box, _ = tracker.update(frames[t])
+            try:
+                m, s = segmenter.segment(state, cur_box, prev)
+            except (cv2.error, ValueError, RuntimeError) as e:
+                log.warning("frame %d: segmenter failed (%s): empty mask", t, e)
+                m, s = np.zeros((h, w), np.uint8), 0.0
+            m = m.astype(np.uint8)
+            if not m.any():
+                s = 0.0
+            masks[t], scores[t] = m, s
+            mb = mask_box(m)
+            # the mask corrects the tracker only when its box is plausible next to the tracked one
+            if mb is not None and 0.25 <= (mb[2] * mb[3]) / max(1.0, cur_box[2] * cur_box[3]) <= 4:
+                tracker.correct(m)
+                cur_box = mb
+            else:
+                tracker.correct(None)
+            prev = (state, m)
+    return masks, scores
+
+
+@dataclass
+class PseudoMaskReport:
+    out: Path
+    videos_done: int = 0
+    videos_skipped: int = 0
+    frames: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    segment_seconds: float = 0.0
+
+
+def shard_path(out: Path, k: int, n: int) -> Path:
+    return out if n == 1 else out.with_name(f"{out.stem}.shard{k}of{n}{out.suffix}")
+
+
+def run_pseudo_mask(
+    data_root: str | os.PathLike,
+    out: str | os.PathLike,
+    segmenter: Segmenter,
+    *,
+    dataset: str = "folder",
+    annotations: str | os.PathLike | None = None,
+    tracker: str = "flow",
+    prompts: str | os.PathLike | None = None,
+    shard: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    low_score: float = 0.7,
+    name: str | None = None,
+    progress: bool = True,
+) -> PseudoMaskReport:
+    """Pseudo masks for every video of ``data_root`` into the ``pm`` layer of ``out`` (see
+    module doc). Returns a report; ``report.failures`` lists videos that could not be done."""
+    k, n = parse_shard(shard)
+    out = shard_path(Path(out), k, n)
+    parts = out.with_name(out.name + ".parts")
+    if out.exists() and not (resume or overwrite):
+        raise InputError(f"{out} exists: --resume to finish it, --overwrite to redo it")
+    if overwrite and parts.exists() and not resume:
+        shutil.rmtree(parts)
+    parts.mkdir(parents=True, exist_ok=True)
+    jobs = sorted(list_videos(data_root, dataset, annotations), key=lambda j: j.key)
+    mine = [j for i, j in enumerate(jobs) if i % n == k]
+    box_of = load_prompts(prompts) if prompts else {}
+    rep = PseudoMaskReport(out)
+    t_start = time.perf_counter()
+    fail_path = out.with_name(out.stem + ".failures.csv")
+    bar = tqdm(
+        mine,
+        desc=f"pseudo-mask {k}/{n}" if n > 1 else "pseudo-mask",
+        unit="video",
+        disable=not progress,
+    )
+    for job in bar:
+        part = parts / f"{job.key}.h5"
+        if part.exists() and resume:
+            rep.videos_skipped += 1
+            continue
+        try:
+            if job.frames_dir and job.frames_dir.startswith("missing: "):
+                raise InputError(job.frames_dir[len("missing: ") :])
+            numbers, frames = job.read()
+            box = _prompt_for(box_of, job.video_id) or find_athlete(frames)
+            t0 = time.perf_counter()
+            masks, scores = segment_video(frames, segmenter, make_tracker(tracker), box)
+            rep.segment_seconds += time.perf_counter() - t0
+        except InputError as e:
+            rep.failures.append((format_video_id(job.video_id), str(e)))
+            log.error("video %s failed: %s", format_video_id(job.video_id), e)
+            continue
+        h, w = frames[0].shape[:2]
+        pattern = frame_pattern([p.name for _, p in job.frames]) if job.frames else None
+        with StoreWriter(part, name=name or out.stem, overwrite=True) as wr:
+            wr.add_video(
+                job.video_id,
+                height=h,
+                width=w,
+                num_frames=len(frames),
+                action_type=job.action_type,
+                frames_dir=job.frames_dir,
+                video_path=str(job.video_path) if job.video_path else None,
+                frame_pattern=pattern,
+            )
+            wr.write_layer(
+                job.video_id, LAYER_PM, LayerData.from_masks(numbers, masks, scores, ORIGIN_PSEUDO)
+            )
+        rep.videos_done += 1
+        rep.frames += len(frames)
+        el = time.perf_counter() - t_start
+        bar.set_postfix(fps=f"{rep.frames / max(el, 1e-9):.1f}")
+    rep.seconds = time.perf_counter() - t_start
+    if rep.failures:
+        with open(fail_path, "w", newline="") as fh:
+            wcsv = csv.writer(fh)
+            wcsv.writerow(["video", "reason"])
+            wcsv.writerows(rep.failures)
+    part_files = sorted(parts.glob("*.h5"))
+    if not part_files:
+        raise InputError(f"{data_root}: no video could be processed (see {fail_path})")
+    merge_stores(part_files, out, name=name or out.stem, overwrite=True, progress=False)
+    write_low_confidence(out, out.with_name(out.stem + ".low_confidence.csv"), low_score)
+    return rep
+
+
+def write_low_confidence(store_path: Path, path: Path, threshold: float) -> int:
+    """Frames whose pm score is below ``threshold`` (NaN counts as lowest), lowest first."""
+    rows = []
+    with MaskStore(store_path) as st:
+        for info, d in st.iter_layer(LAYER_PM):
+            for f, s in zip(d.frame_index.tolist(), d.score.tolist(), strict=True):
+                if not (s >= threshold):
+                    rows.append((info.name, f, s))
+    rows.sort(key=lambda r: -1.0 if np.isnan(r[2]) else r[2])
+    with open(path, "w", newline="") as fh:
+        wcsv = csv.writer(fh)
+        wcsv.writerow(["video", "frame", "score"])
+        wcsv.writerows(rows)
+    return len(rows)

@@ -1,0 +1,266 @@
+"""Single-object trackers that follow the athlete between pseudo masks (OSTrack-like interface).
+
+Protocol: ``init(frame, box)``; ``update(frame) -> (box, score)``; ``correct(mask)`` feeds the new
+pseudo mask back (its box re-centres the tracker and refreshes its points and template). Boxes
+are ``(x, y, w, h)`` floats in pixels.
+
+:class:`FlowTracker` needs only OpenCV's main modules: Lucas-Kanade points with a forward-backward
+check move the box (median shift, median scale change), so it tracks on its own through frames
+whose mask is empty; an appearance template (updated from confident masks) re-acquires the
+athlete by template matching over the whole frame after it was lost (too few good points, a box
+jump, or empty masks). OpenCV's MIL tracker (main modules) and, when opencv-contrib is installed,
+CSRT/KCF are offered through :func:`make_tracker`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+Box = tuple[float, float, float, float]
+
+
+class Tracker(Protocol):
+    def init(self, frame: np.ndarray, box: Box) -> None: ...
+
+    def update(self, frame: np.ndarray) -> tuple[Box, float]: ...
+
+    def correct(self, mask: np.ndarray) -> None: ...
+
+
+def mask_box(mask: np.ndarray) -> Box | None:
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return None
+    return (
+        float(xs.min()),
+        float(ys.min()),
+        float(xs.max() - xs.min() + 1),
+        float(ys.max() - ys.min() + 1),
+    )
+
+
+def box_iou(a: Box, b: Box) -> float:
+    ax1, ay1, ax2, ay2 = a[0], a[1], a[0] + a[2], a[1] + a[3]
+    bx1, by1, bx2, by2 = b[0], b[1], b[0] + b[2], b[1] + b[3]
+    iw, ih = max(0.0, min(ax2, bx2) - max(ax1, bx1)), max(0.0, min(ay2, by2) - max(ay1, by1))
+    inter = iw * ih
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+def clip_box(box: Box, w: int, h: int, min_size: float = 4.0) -> Box:
+    x, y, bw, bh = box
+    bw, bh = max(min_size, min(bw, w)), max(min_size, min(bh, h))
+    x, y = min(max(0.0, x), w - bw), min(max(0.0, y), h - bh)
+    return x, y, bw, bh
+
+
+def _gray(frame: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
+
+
+class FlowTracker:
+    """Lucas-Kanade point tracker with template re-acquisition (see module doc)."""
+
+    def __init__(
+        self,
+        max_points: int = 80,
+        min_points: int = 6,
+        lost_after: int = 3,
+        empty_lost_after: int = 8,
+        reacquire_threshold: float = 0.45,
+    ):
+        self.max_points, self.min_points = max_points, min_points
+        self.lost_after, self.reacquire_threshold = lost_after, reacquire_threshold
+        self.empty_lost_after = empty_lost_after
+        self._empty = 0
+        self.box: Box = (0, 0, 1, 1)
+        self.lost = False
+        self._bad = 0
+        self._prev: np.ndarray | None = None
+        self._pts: np.ndarray | None = None
+        self._template: np.ndarray | None = None
+        self._template_mask: np.ndarray | None = None
+
+    # -- helpers --------------------------------------------------------------------------
+    def _sample_points(self, gray: np.ndarray, mask: np.ndarray | None = None) -> None:
+        h, w = gray.shape
+        x, y, bw, bh = clip_box(self.box, w, h)
+        roi = np.zeros_like(gray)
+        if mask is not None and mask.any():
+            roi[mask > 0] = 255
+        else:
+            roi[int(y) : int(y + bh), int(x) : int(x + bw)] = 255
+        pts = cv2.goodFeaturesToTrack(gray, self.max_points, 0.01, 3, mask=roi)
+        self._pts = pts if pts is not None else np.zeros((0, 1, 2), np.float32)
+
+    def _set_template(self, gray: np.ndarray, mask: np.ndarray | None = None) -> None:
+        """Appearance template: the athlete's pixels (the mask inside its box when given)."""
+        h, w = gray.shape
+        x, y, bw, bh = (int(round(v)) for v in clip_box(self.box, w, h))
+        if bw >= 4 and bh >= 4:
+            self._template = gray[y : y + bh, x : x + bw].copy()
+            tm = (mask[y : y + bh, x : x + bw] > 0) if mask is not None else None
+            self._template_mask = (
+                tm.astype(np.uint8) * 255
+                if tm is not None and tm.sum() >= 16
+                else np.full_like(self._template, 255)
+            )
+
+    def _reacquire(self, gray: np.ndarray) -> float:
+        t = self._template
+        if t is None or t.shape[0] >= gray.shape[0] or t.shape[1] >= gray.shape[1]:
+            return 0.0
+        best, best_loc, best_scale = -1.0, (0, 0), 1.0
+        for s in (0.8, 1.0, 1.25):
+            ts = cv2.resize(t, None, fx=s, fy=s) if s != 1.0 else t
+            tm = cv2.resize(
+                self._template_mask, (ts.shape[1], ts.shape[0]), interpolation=cv2.INTER_NEAREST
+            )
+            if ts.shape[0] >= gray.shape[0] or ts.shape[1] >= gray.shape[1] or min(ts.shape) < 4:
+                continue
+            # correlation over the athlete's own pixels only: the background around it differs
+            r = np.nan_to_num(
+                cv2.matchTemplate(gray, ts, cv2.TM_CCOEFF_NORMED, mask=tm),
+                nan=-1.0,
+                posinf=-1.0,
+                neginf=-1.0,
+            )
+            _, mx, _, loc = cv2.minMaxLoc(r)
+            if mx > best:
+                best, best_loc, best_scale = mx, loc, s
+        if best >= self.reacquire_threshold:
+            self.box = (
+                float(best_loc[0]),
+                float(best_loc[1]),
+                t.shape[1] * best_scale,
+                t.shape[0] * best_scale,
+            )
+            self.lost = False
+            self._bad = self._empty = 0
+            self._sample_points(gray)
+        return max(0.0, best)
+
+    # -- protocol -------------------------------------------------------------------------
+    def init(self, frame: np.ndarray, box: Box) -> None:
+        gray = _gray(frame)
+        self.box = clip_box(box, gray.shape[1], gray.shape[0])
+        self.lost, self._bad, self._empty = False, 0, 0
+        self._prev = gray
+        self._sample_points(gray)
+        self._set_template(gray)
+
+    def update(self, frame: np.ndarray) -> tuple[Box, float]:
+        gray = _gray(frame)
+        h, w = gray.shape
+        score = 0.0
+        if self.lost:
+            score = self._reacquire(gray)
+            self._prev = gray
+            return self.box, (score if not self.lost else 0.0)
+        p0 = self._pts
+        if p0 is not None and len(p0) >= self.min_points:
+            p1, st, _ = cv2.calcOpticalFlowPyrLK(
+                self._prev, gray, p0, None, winSize=(21, 21), maxLevel=3
+            )
+            pb, stb, _ = cv2.calcOpticalFlowPyrLK(
+                gray, self._prev, p1, None, winSize=(21, 21), maxLevel=3
+            )
+            fb = np.linalg.norm((p0 - pb).reshape(-1, 2), axis=1)
+            ok = (st.reshape(-1) == 1) & (stb.reshape(-1) == 1) & (fb < 1.5)
+            score = float(ok.mean()) if len(ok) else 0.0
+            if ok.sum() >= self.min_points:
+                a, b = p0.reshape(-1, 2)[ok], p1.reshape(-1, 2)[ok]
+                d = np.median(b - a, axis=0)
+                i, j = np.triu_indices(len(a), 1)
+                da = np.linalg.norm(a[i] - a[j], axis=1)
+                db = np.linalg.norm(b[i] - b[j], axis=1)
+                keep = da > 1e-3
+                s = float(np.clip(np.median(db[keep] / da[keep]), 0.8, 1.25)) if keep.any() else 1.0
+                x, y, bw, bh = self.box
+                cx, cy = x + bw / 2 + d[0], y + bh / 2 + d[1]
+                self.box = clip_box((cx - bw * s / 2, cy - bh * s / 2, bw * s, bh * s), w, h)
+                self._pts = b.reshape(-1, 1, 2).astype(np.float32)
+                self._bad = 0
+            else:
+                self._bad += 1
+        else:
+            self._bad += 1
+        if self._bad >= self.lost_after:
+            self.lost = True
+        if self._pts is None or len(self._pts) < self.min_points * 2:
+            self._sample_points(gray)
+        self._prev = gray
+        return self.box, score
+
+    def correct(self, mask: np.ndarray | None) -> None:
+        """Feed back the pseudo mask: its box re-centres the tracker; an empty mask counts
+        towards "lost" but leaves the flow estimate in place."""
+        if mask is None or not mask.any():
+            self._empty += 1
+            if self._empty >= self.empty_lost_after:
+                self.lost = True
+            return
+        self._empty = 0
+        mb = mask_box(mask)
+        if mb is None:
+            return
+        if not self.lost and box_iou(mb, self.box) < 0.05:
+            return  # a jump: the segmenter latched onto something else; keep tracking
+        self.box = mb
+        self.lost = False
+        self._bad = 0
+        if self._prev is not None:
+            self._sample_points(self._prev, mask)
+            self._set_template(self._prev, mask)
+
+
+class OpenCVTracker:
+    """Adapter for OpenCV's own trackers (MIL in the main modules; CSRT/KCF with contrib)."""
+
+    def __init__(self, kind: str):
+        factory = {
+            "mil": "TrackerMIL_create",
+            "csrt": "TrackerCSRT_create",
+            "kcf": "TrackerKCF_create",
+        }[kind]
+        fn = getattr(cv2, factory, None)
+        if fn is None and hasattr(cv2, "legacy"):
+            fn = getattr(cv2.legacy, factory, None)
+        if fn is None:
+            raise ValueError(
+                f"OpenCV tracker {kind!r} needs opencv-contrib, which is not installed"
+            )
+        self._make = fn
+        self.box: Box = (0, 0, 1, 1)
+
+    def init(self, frame: np.ndarray, box: Box) -> None:
+        self._t = self._make()
+        self.box = box
+        self._t.init(frame, tuple(int(round(v)) for v in box))
+
+    def update(self, frame: np.ndarray) -> tuple[Box, float]:
+        ok, b = self._t.update(frame)
+        if ok:
+            self.box = tuple(float(v) for v in b)  # type: ignore[assignment]
+        return self.box, 1.0 if ok else 0.0
+
+    def correct(self, mask: np.ndarray | None) -> None:
+        return None
+
+
+def available_trackers() -> list[str]:
+    names = ["flow", "mil"]
+    for k, f in (("csrt", "TrackerCSRT_create"), ("kcf", "TrackerKCF_create")):
+        if hasattr(cv2, f) or (hasattr(cv2, "legacy") and hasattr(cv2.legacy, f)):
+            names.append(k)
+    return names
+
+
+def make_tracker(name: str = "flow") -> Tracker:
+    if name == "flow":
+        return FlowTracker()
+    return OpenCVTracker(name)

@@ -1,0 +1,168 @@
+"""Annotation commands: pseudo-mask."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from hmtools.cli import main
+
+
+@main.command("pseudo-mask", short_help="Pseudo masks (SAM or weight-free + tracker) -> pm layer.")
+@click.argument("data_root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="-HM store to write (with --shard k/n: <out>.shard<k>of<n>.h5).",
+)
+@click.option(
+    "--dataset",
+    type=click.Choice(["folder", "finediving", "mtl-aqa", "aqa7"]),
+    default="folder",
+    show_default=True,
+    help="folder: ROOT/<video>/<frames> or ROOT/*.mp4; the others: official layouts.",
+)
+@click.option(
+    "--annotations",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Annotation folder (for --dataset finediving|mtl-aqa|aqa7).",
+)
+@click.option(
+    "--segmenter",
+    default=None,
+    help="sam, flow-grabcut, grabcut or motion (default: sam with --sam-checkpoint, "
+    "else flow-grabcut).",
+)
+@click.option(
+    "--sam-checkpoint",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Local SAM checkpoint (sam_vit_b/l/h .pth; never downloaded).",
+)
+@click.option(
+    "--sam-model",
+    type=click.Choice(["vit_b", "vit_l", "vit_h"]),
+    default="vit_b",
+    show_default=True,
+)
+@click.option(
+    "--tracker",
+    default="flow",
+    show_default=True,
+    help="flow (LK + re-acquisition), mil, or csrt/kcf with opencv-contrib.",
+)
+@click.option(
+    "--prompts",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="First-frame boxes: JSON {video: [x,y,w,h]} or CSV video,x,y,w,h.",
+)
+@click.option(
+    "--shard",
+    default=None,
+    help="k/n (0-based); default from SLURM_ARRAY_TASK_ID/COUNT or RANK/WORLD_SIZE.",
+)
+@click.option("--resume", is_flag=True, help="Skip videos finished by an earlier run.")
+@click.option("--overwrite", is_flag=True, help="Redo everything into an existing --out.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda (SAM only).")
+@click.option(
+    "--batch-size",
+    type=int,
+    default=4,
+    show_default=True,
+    help="Frames per SAM image-encoder batch.",
+)
+@click.option(
+    "--low-score",
+    type=float,
+    default=0.7,
+    show_default=True,
+    help="Frames scoring below go to <out>.low_confidence.csv.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def pseudo_mask(
+    data_root: Path,
+    out: Path,
+    dataset: str,
+    annotations: Path | None,
+    segmenter: str | None,
+    sam_checkpoint: Path | None,
+    sam_model: str,
+    tracker: str,
+    prompts: Path | None,
+    shard: str | None,
+    resume: bool,
+    overwrite: bool,
+    device: str,
+    batch_size: int,
+    low_score: float,
+    quiet: bool,
+) -> None:
+    """Segment the athlete in every frame of every video: a tracker follows the athlete from a
+    first-frame box (prompts file or automatic finder) and prompts the segmenter; the result is
+    the pm layer of --out, with per-frame scores, a failures list and a low-confidence list.
+
+    \b
+    Examples:
+      hmtools pseudo-mask data/synth/frames --dataset finediving \\
+          --annotations data/synth/Annotations --out pm.h5
+      hmtools pseudo-mask FineDiving/frames --dataset finediving --annotations A/ \\
+          --sam-checkpoint sam_vit_b_01ec64.pth --device cuda --shard 0/8 --out pm.h5
+      # Slurm: sbatch --array=0-7 --wrap "hmtools pseudo-mask ... --out pm.h5" (shards from
+      # SLURM_ARRAY_TASK_ID), then: hmtools merge pm.shard*of8.h5 --out FineDiving-HM.h5
+    """
+    from hmtools.annotation.pseudo_mask import SAM_CPU_SECONDS, list_videos, run_pseudo_mask
+    from hmtools.annotation.segmenters import DEFAULT_WEIGHT_FREE, make_segmenter
+
+    name = segmenter or ("sam" if sam_checkpoint else DEFAULT_WEIGHT_FREE)
+    if name != "sam":
+        click.echo(f"segmenter: {name} (weight-free; pass --sam-checkpoint for SAM)", err=True)
+    elif device == "cpu":
+        jobs = list_videos(data_root, dataset, annotations)
+        frames = sum(len(j.frames) for j in jobs) or len(jobs) * 100
+        est = frames * SAM_CPU_SECONDS[sam_model]
+        click.echo(
+            f"SAM {sam_model} on CPU: ~{SAM_CPU_SECONDS[sam_model]:.0f} s per 720p frame, "
+            f"~{est / 3600:.1f} h for {frames} frames -- SAM is a GPU job (--device cuda)",
+            err=True,
+        )
+    seg = make_segmenter(
+        name,
+        sam_checkpoint=str(sam_checkpoint) if sam_checkpoint else None,
+        sam_model=sam_model,
+        device=device,
+        batch_size=batch_size,
+    )
+    rep = run_pseudo_mask(
+        data_root,
+        out,
+        seg,
+        dataset=dataset,
+        annotations=annotations,
+        tracker=tracker,
+        prompts=prompts,
+        shard=shard,
+        resume=resume,
+        overwrite=overwrite,
+        low_score=low_score,
+        progress=not quiet,
+    )
+    fps = rep.frames / rep.seconds if rep.seconds else 0.0
+    click.echo(
+        f"{rep.videos_done} videos ({rep.frames} frames, {fps:.1f} frames/s) -> {rep.out}"
+        + (f"; {rep.videos_skipped} already done" if rep.videos_skipped else "")
+    )
+    if rep.failures:
+        click.echo(
+            f"{len(rep.failures)} videos failed (listed in "
+            f"{rep.out.with_name(rep.out.stem + '.failures.csv')}):",
+            err=True,
+        )
+        for vid, why in rep.failures[:20]:
+            click.echo(f"  {vid}: {why}", err=True)
+        sys.exit(2)

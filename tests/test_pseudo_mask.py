@@ -1,0 +1,164 @@
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from hmtools.annotation.pseudo_mask import find_athlete, parse_shard, run_pseudo_mask
+from hmtools.annotation.segmenters import SamSegmenter, small_sam
+from hmtools.annotation.trackers import mask_box
+from hmtools.cli import main
+from hmtools.errors import InputError
+from hmtools.masks import MaskStore, merge_stores, validate_store
+
+
+def _first_boxes(root):
+    out = {}
+    with MaskStore(root / "Synth-HM.h5") as st:
+        for info, d in st.iter_layer("gtm"):
+            m = d.decode(info.height, info.width)
+            k = next(i for i in range(len(m)) if m[i].any())
+            out[info.name] = list(mask_box(m[k]))
+    return out
+
+
+@pytest.mark.slow
+def test_cli_on_synthetic_dataset_with_shards_and_resume(synth_small, tmp_path):
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text(json.dumps(_first_boxes(synth_small)))
+    r = CliRunner()
+    outs = []
+    for k in range(2):
+        res = r.invoke(
+            main,
+            [
+                "pseudo-mask",
+                str(synth_small / "frames"),
+                "--dataset",
+                "finediving",
+                "--annotations",
+                str(synth_small / "Annotations"),
+                "--prompts",
+                str(prompts),
+                "--shard",
+                f"{k}/2",
+                "--out",
+                str(tmp_path / "pm.h5"),
+                "-q",
+            ],
+        )
+        assert res.exit_code == 0, res.output
+        assert "weight-free" in res.output
+        outs.append(tmp_path / f"pm.shard{k}of2.h5")
+    merge_stores(outs, tmp_path / "pm.h5", progress=False)
+    assert validate_store(tmp_path / "pm.h5") == []
+    with MaskStore(tmp_path / "pm.h5") as pm, MaskStore(synth_small / "Synth-HM.h5") as gt:
+        assert sorted(pm.video_ids()) == sorted(gt.video_ids())
+        for vid in gt.video_ids():  # a mask for every frame, no gaps
+            assert pm.frame_index(vid, "pm").tolist() == gt.frame_index(vid, "gtm").tolist()
+            s = pm.read_layer(vid, "pm").score
+            assert np.all((s >= 0) & (s <= 1))
+    low = (tmp_path / "pm.shard0of2.low_confidence.csv").read_text().splitlines()
+    assert low[0] == "video,frame,score"
+    res = r.invoke(
+        main,
+        [
+            "pseudo-mask",
+            str(synth_small / "frames"),
+            "--dataset",
+            "finediving",
+            "--annotations",
+            str(synth_small / "Annotations"),
+            "--shard",
+            "0/2",
+            "--out",
+            str(tmp_path / "pm.h5"),
+            "--resume",
+            "-q",
+        ],
+    )
+    assert res.exit_code == 0 and "already done" in res.output
+
+
+def test_broken_video_is_logged_and_the_run_goes_on(tmp_path):
+    root = tmp_path / "videos"
+    for name in ("good", "bad"):
+        d = root / name
+        d.mkdir(parents=True)
+        for t in range(6):
+            f = np.full((64, 96, 3), 90, np.uint8)
+            cv2.circle(f, (20 + 5 * t, 32), 8, (0, 0, 255), -1)
+            cv2.imwrite(str(d / f"{t:05d}.jpg"), f)
+    (root / "bad" / "00003.jpg").write_bytes(b"broken")
+    res = CliRunner().invoke(
+        main,
+        [
+            "pseudo-mask",
+            str(root),
+            "--out",
+            str(tmp_path / "pm.h5"),
+            "--segmenter",
+            "grabcut",
+            "-q",
+        ],
+    )
+    assert res.exit_code == 2
+    assert "bad: " in res.output and "00003.jpg" in res.output
+    fails = (tmp_path / "pm.failures.csv").read_text()
+    assert "bad" in fails
+    with MaskStore(tmp_path / "pm.h5") as st:
+        assert st.video_ids() == [("good",)]
+        assert len(st.frame_index(("good",), "pm")) == 6
+
+
+def test_sam_code_path_with_a_small_random_sam(tmp_path):
+    seg = SamSegmenter(small_sam(), "cpu", batch_size=2)
+    frames = [
+        np.random.default_rng(i).integers(0, 255, (72, 128, 3), dtype=np.uint8) for i in range(3)
+    ]
+    states = seg.encode(frames)
+    assert len(states) == 3
+    m, s = seg.segment(states[0], (30, 10, 40, 50), None)
+    assert m.shape == (72, 128) and 0 <= s <= 1.5
+    m2, _ = seg.segment(states[1], (30, 10, 40, 50), (states[0], np.ones((72, 128), np.uint8)))
+    assert m2.shape == (72, 128)
+    torch.save(small_sam().state_dict(), tmp_path / "sam_tiny.pth")
+    with pytest.raises(InputError, match="not a vit_b SAM checkpoint"):
+        SamSegmenter.from_checkpoint(tmp_path / "sam_tiny.pth", "vit_b")
+    with pytest.raises(InputError, match="never downloads"):
+        SamSegmenter.from_checkpoint(tmp_path / "missing.pth")
+
+
+def test_sam_pipeline_end_to_end(tmp_path):
+    root = tmp_path / "v" / "clip"
+    root.mkdir(parents=True)
+    for t in range(5):
+        f = np.full((72, 128, 3), 100, np.uint8)
+        cv2.rectangle(f, (30 + 3 * t, 10), (60 + 3 * t, 60), (10, 10, 200), -1)
+        cv2.imwrite(str(root / f"{t:03d}.png"), f)
+    rep = run_pseudo_mask(
+        tmp_path / "v", tmp_path / "pm.h5", SamSegmenter(small_sam(), "cpu"), progress=False
+    )
+    assert rep.videos_done == 1 and rep.frames == 5
+    with MaskStore(tmp_path / "pm.h5") as st:
+        assert st.frame_index(("clip",), "pm").tolist() == [0, 1, 2, 3, 4]
+
+
+def test_shard_and_finder(monkeypatch):
+    assert parse_shard("1/4") == (1, 4)
+    with pytest.raises(InputError):
+        parse_shard("4/4")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "8")
+    assert parse_shard(None) == (3, 8)
+    frames = []
+    for t in range(8):
+        f = np.full((100, 160, 3), 80, np.uint8)
+        cv2.circle(f, (40 + 6 * t, 50), 10, (255, 255, 255), -1)
+        frames.append(f)
+    x, y, w, h = find_athlete(frames)
+    assert 25 <= x + w / 2 <= 95 and 30 <= y + h / 2 <= 70

@@ -1,0 +1,73 @@
+"""The tracker must follow the athlete on its own, and find it again after losing it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hmtools.annotation.trackers import (
+    FlowTracker,
+    available_trackers,
+    box_iou,
+    make_tracker,
+    mask_box,
+)
+from hmtools.datasets.figure import Pose, draw_figure, joints
+
+
+def _scene(t: int, hidden: bool = False, h: int = 240, w: int = 360):
+    """A textured background and a textured figure moving diagonally; returns frame, mask."""
+    rng = np.random.default_rng(123)  # the same background every frame
+    bg = (rng.random((h, w, 3)) * 60 + 60).astype(np.uint8)
+    frame = bg.copy()
+    mask = np.zeros((h, w), np.uint8)
+    if not hidden:
+        c = (80 + 4 * t, 70 + 2 * t)
+        j = joints(Pose(hip=20, knee=10, shoulder=90), c, 90, 10 + 2 * t)
+        draw_figure(frame, mask, j, 90, skin=(40, 200, 230), suit=(200, 30, 30))
+        tex = np.random.default_rng(7).integers(0, 60, (h, w, 3)).astype(np.uint8)
+        frame[mask > 0] = np.clip(frame[mask > 0].astype(int) - tex[mask > 0], 0, 255)
+    return frame, mask
+
+
+def test_tracks_through_empty_masks():
+    f0, m0 = _scene(0)
+    tr = FlowTracker()
+    tr.init(f0, mask_box(m0))
+    for t in range(1, 11):  # the segmenter returns nothing for 10 frames
+        f, m = _scene(t)
+        box, _ = tr.update(f)
+        tr.correct(np.zeros_like(m))
+        assert box_iou(box, mask_box(m)) >= 0.5, (t, box, mask_box(m))
+
+
+def test_reacquires_after_occlusion():
+    f0, m0 = _scene(0)
+    tr = FlowTracker(lost_after=2, empty_lost_after=3)
+    tr.init(f0, mask_box(m0))
+    for t in range(1, 4):
+        f, m = _scene(t)
+        tr.update(f)
+        tr.correct(m)
+    for t in range(4, 9):  # hidden for 5 frames
+        f, _ = _scene(t, hidden=True)
+        tr.update(f)
+        tr.correct(np.zeros(f.shape[:2], np.uint8))
+    assert tr.lost
+    found = False
+    for t in range(9, 14):
+        f, m = _scene(t)
+        box, score = tr.update(f)
+        if not tr.lost and box_iou(box, mask_box(m)) >= 0.5:
+            found = True
+            break
+    assert found
+
+
+def test_opencv_trackers_offered():
+    names = available_trackers()
+    assert "flow" in names and "mil" in names
+    f0, m0 = _scene(0)
+    tr = make_tracker("mil")
+    tr.init(f0, mask_box(m0))
+    box, _ = tr.update(_scene(1)[0])
+    assert len(box) == 4
