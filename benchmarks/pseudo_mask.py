@@ -1,0 +1,144 @@
+"""Pseudo-mask quality and speed, measured side by side in one run.
+
+(a) mean IoU against ground truth for every weight-free segmenter candidate (tracker from the
+    first frame's true box, as an annotator's first-frame prompt), on the DAVIS dance-twirl
+    sequence (../shared/data, skipped if absent) and on synthetic videos (`hmtools synth`);
+(b) throughput (frames/s) at 256-px-high and 720p frames, and the share of wall time spent
+    outside the segmenter's forward pass, for the weight-free default and for a small
+    random-weight SAM built from segment_anything's modules (at 256 px).
+
+Usage: python benchmarks/pseudo_mask.py [--videos 8] [--height 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from hmtools.annotation.pseudo_mask import segment_video
+from hmtools.annotation.segmenters import WEIGHT_FREE, SamSegmenter, small_sam
+from hmtools.annotation.trackers import FlowTracker, mask_box
+from hmtools.datasets.records import load_finediving
+from hmtools.datasets.synth import generate
+from hmtools.masks import MaskStore
+
+DAVIS = Path(__file__).resolve().parents[2] / "shared" / "data" / "davis-person" / "dance-twirl"
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    u = np.logical_or(a, b).sum()
+    return 1.0 if u == 0 else float(np.logical_and(a, b).sum() / u)
+
+
+def sequences(videos: int, height: int) -> dict[str, list]:
+    seqs: dict[str, list] = {}
+    if DAVIS.exists():
+        fs = sorted(glob.glob(str(DAVIS / "JPEGImages" / "*.jpg")))
+        gs = sorted(glob.glob(str(DAVIS / "Annotations" / "*.png")))
+        seqs["davis dance-twirl"] = [
+            ([cv2.imread(f) for f in fs], [cv2.imread(g, 0) > 127 for g in gs])
+        ]
+    root = Path(tempfile.mkdtemp(prefix="hm-pm-bench-"))
+    generate(root, videos, seed=11, height=height, progress=False)
+    syn = []
+    with MaskStore(root / "Synth-HM.h5") as st:
+        for s in load_finediving(root / "Annotations", root / "frames"):
+            frames = [cv2.imread(str(p)) for _, p in s.frame_files()]
+            syn.append((frames, list(st.read_masks(s.id, "gtm")[1] > 0)))
+    seqs[f"synthetic ({videos} videos, {height} px)"] = syn
+    return seqs
+
+
+class Timed:
+    """Wraps a segmenter and counts the time of its forward passes (encode + segment)."""
+
+    def __init__(self, seg):
+        self.seg, self.seconds, self.name = seg, 0.0, seg.name
+
+    def encode(self, frames):
+        t = time.perf_counter()
+        out = self.seg.encode(frames)
+        self.seconds += time.perf_counter() - t
+        return out
+
+    def segment(self, state, box, prev):
+        t = time.perf_counter()
+        out = self.seg.segment(state, box, prev)
+        self.seconds += time.perf_counter() - t
+        return out
+
+
+def run(seg, frames, gt) -> tuple[float, float, float]:
+    first = next(i for i, g in enumerate(gt) if g.any())
+    timed = Timed(seg)
+    t0 = time.perf_counter()
+    masks, _ = segment_video(frames[first:], timed, FlowTracker(), mask_box(gt[first]))
+    wall = time.perf_counter() - t0
+    return (
+        float(np.mean([iou(m, g) for m, g in zip(masks, gt[first:], strict=True)])),
+        len(masks) / wall,
+        1 - timed.seconds / wall,
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--videos", type=int, default=8)
+    ap.add_argument("--height", type=int, default=256)
+    args = ap.parse_args()
+    seqs = sequences(args.videos, args.height)
+    print("(a) mean IoU vs ground truth (tracker from the first frame's true box)")
+    print(f"    {'segmenter':<14}" + "".join(f"{k:>34}" for k in seqs))
+    for name in ("blazepose", "flow-grabcut", "grabcut", "motion"):
+        try:
+            seg = WEIGHT_FREE[name]()
+        except Exception as e:  # the BlazePose model may not be installed
+            print(f"    {name:<14} unavailable: {e}")
+            continue
+        cells = []
+        for videos in seqs.values():
+            res = [run(seg, f, g) for f, g in videos]
+            cells.append(
+                f"{np.mean([r[0] for r in res]):.3f} ({np.mean([r[1] for r in res]):.1f} fps)"
+            )
+        print(f"    {name:<14}" + "".join(f"{c:>34}" for c in cells))
+    print("\n(b) throughput and share of wall time outside the segmenter's forward pass")
+    rng = np.random.default_rng(0)
+    for label, (h, w) in (("256 px", (256, 455)), ("720p", (720, 1280))):
+        frames = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for _ in range(24)]
+        gt = [
+            np.pad(
+                np.ones((h // 3, w // 8), bool),
+                ((h // 3, h - 2 * (h // 3)), (w // 2, w - w // 2 - w // 8)),
+            )
+        ] * 24
+        cands = [
+            (
+                "weight-free default",
+                WEIGHT_FREE["blazepose"]() if _has_bp() else WEIGHT_FREE["flow-grabcut"](),
+            )
+        ]
+        if label == "256 px":
+            cands.append(("small random SAM", SamSegmenter(small_sam(), "cpu", batch_size=4)))
+        for name, seg in cands:
+            _, fps, outside = run(seg, frames, gt)
+            print(
+                f"    {label:<7} {name:<22} {fps:7.1f} frames/s   outside the forward pass "
+                f"{outside:6.1%}"
+            )
+
+
+def _has_bp() -> bool:
+    from hmtools.annotation.blazepose import model_path
+
+    return model_path() is not None
+
+
+if __name__ == "__main__":
+    main()

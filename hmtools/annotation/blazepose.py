@@ -1,0 +1,135 @@
+"""A person segmenter that needs no downloaded weights at run time: MediaPipe BlazePose's
+segmentation head (``pose_landmark_full.tflite``), run with ``ai-edge-litert``.
+
+The model file ships inside the PyPI wheel ``mediapipe==0.10.21``; hmtools does not install
+mediapipe itself (it pins numpy<2), it only copies the model out of the wheel once, at install
+time (``hmtools install-models``, run by ``scripts/setup.sh``), into ``<prefix>/share/hmtools/
+models`` (or ``$HMTOOLS_MODELS``).
+
+Per frame, a square region around the tracker box (1.35x its longer side) is warped to the
+model's 256x256 input, the 256x256 segmentation logits are warped back, and pixels with
+probability > 0.5 inside the region form the mask; the model's pose-presence flag is the score,
+and below ``min_presence`` the mask is empty (nobody in the box).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from hmtools.annotation.trackers import Box
+from hmtools.errors import InputError
+
+MODEL_FILE = "pose_landmark_full.tflite"
+WHEEL = "mediapipe==0.10.21"
+_IN_WHEEL = "mediapipe/modules/pose_landmark/pose_landmark_full.tflite"
+
+
+def models_dir() -> Path:
+    env = os.environ.get("HMTOOLS_MODELS")
+    return Path(env) if env else Path(sys.prefix) / "share" / "hmtools" / "models"
+
+
+def model_path() -> Path | None:
+    p = models_dir() / MODEL_FILE
+    return p if p.exists() else None
+
+
+def install_model(wheel: str | os.PathLike | None = None) -> Path:
+    """Copy the BlazePose model out of the mediapipe wheel (downloaded with pip from the package
+    index unless ``wheel`` is a local .whl) into :func:`models_dir`."""
+    dest = models_dir()
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        if wheel is None:
+            r = subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, WHEEL],
+                capture_output=True,
+                text=True,
+            )
+            if r.returncode != 0:
+                raise InputError(f"pip could not fetch {WHEEL}: {r.stderr.strip()[-400:]}")
+            wheel = next(Path(tmp).glob("mediapipe-*.whl"))
+        with zipfile.ZipFile(wheel) as z, z.open(_IN_WHEEL) as src:
+            part = dest / f".{MODEL_FILE}.tmp"
+            with open(part, "wb") as out:
+                shutil.copyfileobj(src, out)
+            os.replace(part, dest / MODEL_FILE)
+    return dest / MODEL_FILE
+
+
+class BlazePoseSegmenter:
+    """See module doc."""
+
+    name = "blazepose"
+
+    def __init__(
+        self,
+        path: str | os.PathLike | None = None,
+        grow: float = 1.35,
+        threads: int = 2,
+        min_presence: float = 0.5,
+    ):
+        p = Path(path) if path else model_path()
+        if p is None or not p.exists():
+            raise InputError(
+                f"the BlazePose model is not installed in {models_dir()}: run "
+                "`hmtools install-models` (copies it out of the mediapipe wheel)"
+            )
+        from ai_edge_litert.interpreter import Interpreter
+
+        self._it = Interpreter(model_path=str(p), num_threads=threads)
+        self._it.allocate_tensors()
+        self._in = self._it.get_input_details()[0]["index"]
+        outs = {d["name"]: d for d in self._it.get_output_details()}
+        self._seg = next(
+            d["index"] for d in outs.values() if tuple(d["shape"][1:]) == (256, 256, 1)
+        )
+        self._flag = next(d["index"] for d in outs.values() if tuple(d["shape"]) == (1, 1))
+        self.grow = grow
+        self.min_presence = min_presence
+
+    def encode(self, frames: list[np.ndarray]) -> list[object]:
+        return list(frames)
+
+    def _run(self, frame: np.ndarray, box: Box, grow: float) -> tuple[np.ndarray, float]:
+        h, w = frame.shape[:2]
+        x, y, bw, bh = box
+        cx, cy, side = x + bw / 2, y + bh / 2, max(bw, bh, 8.0) * grow
+        k = 256 / side
+        M = np.array([[k, 0, 128 - cx * k], [0, k, 128 - cy * k]], np.float64)
+        crop = cv2.warpAffine(frame, M, (256, 256), borderMode=cv2.BORDER_REPLICATE)
+        rgb = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32)[None] / 255.0
+        self._it.set_tensor(self._in, rgb)
+        self._it.invoke()
+        logits = self._it.get_tensor(self._seg)[0, :, :, 0]
+        presence = float(np.clip(self._it.get_tensor(self._flag)[0, 0], 0.0, 1.0))
+        back = cv2.warpAffine(
+            logits, cv2.invertAffineTransform(M), (w, h), flags=cv2.INTER_LINEAR, borderValue=-30.0
+        )
+        return (back > 0).astype(np.uint8), presence
+
+    def segment(
+        self, state: object, box: Box, prev: tuple[object, np.ndarray] | None
+    ) -> tuple[np.ndarray, float]:
+        """Segment in the box's region; when the model sees nobody there, look again in 2x and
+        3x wider regions (the tracker may have fallen behind a fast dive)."""
+        frame = np.asarray(state)
+        best = (np.zeros(frame.shape[:2], np.uint8), 0.0)
+        for grow in (self.grow, self.grow * 2, self.grow * 3):
+            mask, presence = self._run(frame, box, grow)
+            if presence > best[1]:
+                best = (mask, presence)
+            if presence >= self.min_presence:
+                break
+        if best[1] < self.min_presence:  # nobody (e.g. the diver is under water)
+            return np.zeros(frame.shape[:2], np.uint8), best[1]
+        return best
