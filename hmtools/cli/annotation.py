@@ -187,3 +187,147 @@ def install_models(wheel: Path | None) -> None:
     from hmtools.annotation.blazepose import install_model
 
     click.echo(f"installed {install_model(wheel)}")
+
+
+_LS_URL = click.option("--url", default=None, help="Label Studio URL (or LABEL_STUDIO_URL).")
+_LS_KEY = click.option(
+    "--api-key", default=None, help="API token (or LABEL_STUDIO_API_KEY); never printed."
+)
+
+
+@main.command("ls-export", short_help="Send pseudo masks to Label Studio as pre-annotations.")
+@click.argument("store", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--frames-root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="The frames the store's videos come from.",
+)
+@click.option("--project", required=True, help="Project title (created if missing) or id.")
+@click.option("--layer", default="pm", show_default=True)
+@_LS_URL
+@_LS_KEY
+@click.option(
+    "--frames",
+    "frames",
+    default="all",
+    show_default=True,
+    help="all, low-score (score < 0.7) or every:K (frame numbers divisible by K).",
+)
+@click.option("--max-tasks", type=int, default=None, help="At most this many (lowest scores).")
+@click.option(
+    "--serve",
+    type=click.Choice(["local-files", "upload"]),
+    default="local-files",
+    show_default=True,
+    help="local-files: the server reads --frames-root (same machine or mount); "
+    "upload: frames are uploaded (any remote server).",
+)
+@click.option(
+    "--document-root",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The server's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT (default: that "
+    "environment variable, else --frames-root).",
+)
+def ls_export_cmd(
+    store: Path,
+    frames_root: Path,
+    project: str,
+    layer: str,
+    url: str | None,
+    api_key: str | None,
+    frames: str,
+    max_tasks: int | None,
+    serve: str,
+    document_root: Path | None,
+) -> None:
+    """One task per frame (lowest pseudo-mask confidence first) with the frame image and the
+    pseudo mask as a brush prediction; rerunning adds no duplicate task.
+
+    \b
+    Example:
+      export LABEL_STUDIO_URL=http://127.0.0.1:8080 LABEL_STUDIO_API_KEY=...
+      hmtools ls-export FineDiving-HM.h5 --frames-root FineDiving/frames --project fd-pm \\
+          --frames low-score --max-tasks 500
+    """
+    from hmtools.annotation.labelstudio import ls_export
+
+    rep = ls_export(
+        store,
+        frames_root,
+        project,
+        layer=layer,
+        url=url,
+        api_key=api_key,
+        frames=frames,
+        max_tasks=max_tasks,
+        document_root=document_root,
+        serve=serve,
+    )
+    click.echo(
+        f"project {rep.project_id}: {rep.created} tasks created, {rep.existing} already "
+        f"there ({rep.selected} frames selected)"
+    )
+
+
+@main.command("ls-import", short_help="Bring corrected masks back into the gtm layer.")
+@click.argument("store", type=click.Path(exists=True, path_type=Path))
+@click.option("--project", required=True, help="Project title or id.")
+@_LS_URL
+@_LS_KEY
+@click.option(
+    "--policy",
+    type=click.Choice(["latest", "ground-truth"]),
+    default="latest",
+    show_default=True,
+    help="Which annotation of a task wins.",
+)
+def ls_import_cmd(
+    store: Path, project: str, url: str | None, api_key: str | None, policy: str
+) -> None:
+    """Decode the submitted brush masks (pixel-exact) into the gtm layer: origin "accepted"
+    when the annotator submitted the prediction unchanged, "corrected" otherwise. Skipped tasks
+    are reported, not imported. All or nothing; rerunning is idempotent.
+
+    \b
+    Example:
+      hmtools ls-import FineDiving-HM.h5 --project fd-pm
+    """
+    from hmtools.annotation.labelstudio import ls_import
+
+    rep = ls_import(store, project, url=url, api_key=api_key, policy=policy)
+    click.echo(
+        f"imported {rep.imported} masks of {rep.videos} videos into gtm "
+        f"({rep.corrected} corrected, {rep.accepted} accepted); {rep.remaining} tasks "
+        f"still without annotation; {len(rep.skipped)} skipped"
+    )
+    for s in rep.skipped[:20]:
+        click.echo(f"  skipped: {s}")
+
+
+@main.command("ls-status", short_help="Done / remaining / skipped tasks per video.")
+@click.option("--project", required=True, help="Project title or id.")
+@_LS_URL
+@_LS_KEY
+@click.option("--json", "as_json", is_flag=True)
+def ls_status_cmd(project: str, url: str | None, api_key: str | None, as_json: bool) -> None:
+    """Progress of a correction project per video.
+
+    \b
+    Example:
+      hmtools ls-status --project fd-pm
+    """
+    import json as _json
+
+    from hmtools.annotation.labelstudio import ls_status
+
+    st = ls_status(project, url=url, api_key=api_key)
+    if as_json:
+        click.echo(_json.dumps(st, indent=2))
+        return
+    click.echo(f"{'video':<50} {'done':>6} {'remaining':>10} {'skipped':>8}")
+    for v, c in st.items():
+        click.echo(f"{v:<50} {c['done']:>6} {c['remaining']:>10} {c['skipped']:>8}")
+    tot = {k: sum(c[k] for c in st.values()) for k in ("done", "remaining", "skipped")}
+    click.echo(f"{'total':<50} {tot['done']:>6} {tot['remaining']:>10} {tot['skipped']:>8}")

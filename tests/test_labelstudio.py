@@ -1,0 +1,192 @@
+"""The Label Studio loop against a real server started here (never a mock)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from hmtools.annotation.labelstudio import (
+    LabelStudioError,
+    brush_to_mask,
+    connect,
+    find_project,
+    ls_export,
+    ls_import,
+    ls_status,
+    mask_to_brush,
+)
+from hmtools.cli import main
+from hmtools.errors import InputError
+from hmtools.masks import ORIGIN_ACCEPTED, ORIGIN_CORRECTED, LayerData, MaskStore, StoreWriter
+from tests.labelstudio_server import Server, free_port, label_studio_bin
+
+
+def test_brush_codec_round_trip_and_validation():
+    m = np.zeros((20, 30), np.uint8)
+    m[3:9, 4:20] = 1
+    values = mask_to_brush(m)
+    assert np.array_equal(brush_to_mask(values, 20, 30, "t"), m)
+    with pytest.raises(InputError, match="t: brush RLE decodes to"):
+        brush_to_mask(values, 21, 30, "t")
+    with pytest.raises(InputError, match="where: malformed brush RLE"):
+        brush_to_mask(values[: len(values) // 2], 20, 30, "where")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, synth_small):
+    exe = label_studio_bin()
+    if exe is None:
+        if os.environ.get("HMTOOLS_REQUIRE_LS") == "1":
+            pytest.fail("CI must test against a real Label Studio (.venv-ls missing)")
+        pytest.skip("no Label Studio server venv (.venv-ls; see .ci/run)")
+    srv = Server(exe, tmp_path_factory.mktemp("ls"), synth_small.parent)
+    yield srv
+    srv.stop()
+
+
+def _store_with_pm(root, path):
+    with MaskStore(root / "Synth-HM.h5") as src, StoreWriter(path, name="Synth-HM") as w:
+        for info, d in src.iter_layer("gtm"):
+            w.add_video(
+                info.video_id,
+                height=info.height,
+                width=info.width,
+                num_frames=info.num_frames,
+                action_type=info.action_type,
+                frames_dir=info.attrs.get("frames_dir", "").replace("frames/", "", 1),
+                frame_pattern=info.attrs.get("frame_pattern"),
+            )
+            m = d.decode(info.height, info.width)
+            pm = np.stack([cv2.dilate(x, np.ones((3, 3), np.uint8)) for x in m])
+            score = np.linspace(0.1, 0.9, len(d)).astype(np.float32)
+            w.write_layer(info.video_id, "pm", LayerData.from_masks(d.frame_index, pm, score))
+
+
+@pytest.mark.slow
+def test_round_trip_through_a_real_server(server, synth_small, tmp_path):
+    store = tmp_path / "hm.h5"
+    _store_with_pm(synth_small, store)
+    kw = {"url": server.url, "api_key": server.token}
+    rep = ls_export(
+        store, synth_small / "frames", "roundtrip", max_tasks=5, document_root=server.docroot, **kw
+    )
+    assert rep.created == 5
+    again = ls_export(
+        store, synth_small / "frames", "roundtrip", max_tasks=5, document_root=server.docroot, **kw
+    )
+    assert again.created == 0 and again.existing == 5  # idempotent
+    client = connect(**kw)
+    proj = find_project(client, "roundtrip")
+    assert proj.model_version == "hmtools-pm"
+    tasks = sorted(client.tasks.list(project=proj.id, fields="all"), key=lambda t: t.id)
+    assert len(tasks) == 5
+    # the frame is served to the browser from the local-files storage, bit for bit
+    import httpx
+
+    img = tasks[0].data["image"]
+    r = httpx.get(server.url + img, headers={"Authorization": f"Token {server.token}"})
+    assert r.status_code == 200
+    served = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)
+    local = cv2.imread(str(server.docroot / img.split("?d=", 1)[1]))
+    assert served is not None and np.array_equal(served, local)
+    # play annotator: accept task 0, edit task 1, skip task 2, leave 3 and 4
+    t0, t1, t2 = tasks[:3]
+    pred0 = t0.predictions[0]
+    res0 = pred0["result"] if isinstance(pred0, dict) else pred0.result
+    client.annotations.create(id=t0.id, result=res0)
+    h, w = t1.data["height"], t1.data["width"]
+    edited = np.zeros((h, w), np.uint8)
+    edited[h // 4 : h // 2, w // 4 : w // 3] = 1
+    client.annotations.create(
+        id=t1.id,
+        result=[
+            {
+                "from_name": "mask",
+                "to_name": "image",
+                "type": "brushlabels",
+                "original_width": w,
+                "original_height": h,
+                "image_rotation": 0,
+                "value": {
+                    "format": "rle",
+                    "rle": mask_to_brush(edited),
+                    "brushlabels": ["athlete"],
+                },
+            }
+        ],
+    )
+    client.annotations.create(id=t2.id, result=[], was_cancelled=True)
+    imp = ls_import(store, "roundtrip", **kw)
+    assert imp.imported == 2 and imp.accepted == 1 and imp.corrected == 1
+    assert imp.remaining == 2 and len(imp.skipped) == 1 and f"task {t2.id}" in imp.skipped[0]
+    with MaskStore(store) as st:
+        for t, want, origin in ((t0, None, ORIGIN_ACCEPTED), (t1, edited, ORIGIN_CORRECTED)):
+            vid = tuple(json.loads(t.data["video_id"]))
+            fi, m = st.read_masks(vid, "gtm", t.data["frame"], t.data["frame"] + 1)
+            d = st.read_layer(vid, "gtm", t.data["frame"], t.data["frame"] + 1)
+            assert d.origin.tolist() == [origin]
+            if want is None:  # accepted: equals the pseudo mask bit for bit
+                _, pm = st.read_masks(vid, "pm", t.data["frame"], t.data["frame"] + 1)
+                want = pm[0]
+            assert np.array_equal(m[0], want)
+    before = store.read_bytes()
+    again = ls_import(store, "roundtrip", **kw)  # idempotent
+    assert again.imported == 2
+    with MaskStore(store) as st:
+        assert sum(len(d) for _, d in st.iter_layer("gtm")) == 2
+    status = ls_status("roundtrip", **kw)
+    assert sum(v["done"] for v in status.values()) == 2
+    assert sum(v["skipped"] for v in status.values()) == 1
+    # a malformed annotation: clear error naming the task, store untouched
+    client.annotations.create(
+        id=tasks[3].id,
+        result=[
+            {
+                "from_name": "mask",
+                "to_name": "image",
+                "type": "brushlabels",
+                "original_width": w,
+                "original_height": h,
+                "value": {"format": "rle", "rle": [1, 2, 3], "brushlabels": ["x"]},
+            }
+        ],
+    )
+    snapshot = store.read_bytes()
+    with pytest.raises(InputError, match=rf"task {tasks[3].id} \(video .* frame \d+\)"):
+        ls_import(store, "roundtrip", **kw)
+    assert store.read_bytes() == snapshot
+    del before
+
+
+@pytest.mark.slow
+def test_wrong_key_and_server_down(server, synth_small, tmp_path):
+    store = tmp_path / "hm.h5"
+    _store_with_pm(synth_small, store)
+    res = CliRunner().invoke(
+        main, ["ls-status", "--project", "x", "--url", server.url, "--api-key", "0" * 40]
+    )
+    assert res.exit_code == 1 and "refused" in res.output and "0" * 40 not in res.output
+    assert "Traceback" not in res.output
+    with pytest.raises(LabelStudioError, match="cannot reach"):
+        connect(f"http://127.0.0.1:{free_port()}", "abc")
+    res = CliRunner().invoke(
+        main,
+        [
+            "ls-export",
+            str(store),
+            "--frames-root",
+            str(synth_small / "frames"),
+            "--project",
+            "p",
+            "--url",
+            f"http://127.0.0.1:{free_port()}",
+            "--api-key",
+            "k",
+        ],
+    )
+    assert res.exit_code == 1 and "cannot reach" in res.output
