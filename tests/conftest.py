@@ -94,3 +94,29 @@ def synth_small(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synth_small")
     generate(root, 8, seed=5, height=96, workers=2, progress=False)
     return root
+
+
+def store_with_pm(root: Path, out: Path, kernel: int = 5, keep_gtm: bool = True) -> Path:
+    """A copy of a synthetic store with a ``pm`` layer = the gtm masks dilated by ``kernel``
+    (a known, imperfect pseudo mask) and scores rising over each video; frames_dir is made
+    relative to the frames folder."""
+    from hmtools.masks import LayerData, MaskStore, StoreWriter
+
+    with MaskStore(root / "Synth-HM.h5") as src, StoreWriter(out, name="Synth-HM") as w:
+        for info, d in src.iter_layer("gtm"):
+            w.add_video(
+                info.video_id,
+                height=info.height,
+                width=info.width,
+                num_frames=info.num_frames,
+                action_type=info.action_type,
+                frames_dir=str(info.attrs.get("frames_dir", "")).replace("frames/", "", 1),
+                frame_pattern=info.attrs.get("frame_pattern"),
+            )
+            if keep_gtm:
+                w.write_layer(info.video_id, "gtm", d)
+            m = d.decode(info.height, info.width)
+            pm = np.stack([cv2.dilate(x, np.ones((kernel, kernel), np.uint8)) for x in m])
+            score = np.linspace(0.1, 0.9, len(d)).astype(np.float32)
+            w.write_layer(info.video_id, "pm", LayerData.from_masks(d.frame_index, pm, score))
+    return out

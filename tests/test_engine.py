@@ -17,7 +17,8 @@ from hmtools.cli import main
 from hmtools.engine import TrainConfig, evaluate_run, train
 from hmtools.engine.experiment import gtm_vs_pm
 from hmtools.errors import HMError, InputError
-from hmtools.masks import LayerData, MaskStore, StoreWriter
+from hmtools.masks import MaskStore, StoreWriter
+from tests.conftest import store_with_pm
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,25 +42,6 @@ def _cfg(root: Path, out: Path, **kw) -> TrainConfig:
     )
     base.update(kw)
     return TrainConfig(**base)
-
-
-def _with_pm(root: Path, tmp: Path) -> Path:
-    """A copy of the synthetic store with a pm layer (gtm dilated: a known, imperfect mask)."""
-    out = tmp / "both.h5"
-    with MaskStore(root / "Synth-HM.h5") as src, StoreWriter(out, name="Synth-HM") as w:
-        for info, d in src.iter_layer("gtm"):
-            w.add_video(
-                info.video_id,
-                height=info.height,
-                width=info.width,
-                num_frames=info.num_frames,
-                action_type=info.action_type,
-            )
-            w.write_layer(info.video_id, "gtm", d)
-            m = d.decode(info.height, info.width)
-            pm = np.stack([cv2.dilate(x, np.ones((5, 5), np.uint8)) for x in m])
-            w.write_layer(info.video_id, "pm", LayerData.from_masks(d.frame_index, pm, 0.5))
-    return out
 
 
 @pytest.mark.slow
@@ -197,7 +179,7 @@ def test_ddp_two_processes_match_one(synth_small, tmp_path):
 
 @pytest.mark.slow
 def test_experiment_gtm_vs_pm_report(synth_small, tmp_path):
-    store = _with_pm(synth_small, tmp_path)
+    store = store_with_pm(synth_small, tmp_path / "both.h5")
     cfg = _cfg(synth_small, tmp_path / "exp" / "gtm", masks_file=str(store), epochs=2)
     rep = gtm_vs_pm(cfg, tmp_path / "exp", progress=False)
     data = json.loads((tmp_path / "exp" / "report.json").read_text())

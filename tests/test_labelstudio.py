@@ -22,7 +22,8 @@ from hmtools.annotation.labelstudio import (
 )
 from hmtools.cli import main
 from hmtools.errors import InputError
-from hmtools.masks import ORIGIN_ACCEPTED, ORIGIN_CORRECTED, LayerData, MaskStore, StoreWriter
+from hmtools.masks import ORIGIN_ACCEPTED, ORIGIN_CORRECTED, MaskStore
+from tests.conftest import store_with_pm
 from tests.labelstudio_server import Server, free_port, label_studio_bin
 
 
@@ -49,28 +50,10 @@ def server(tmp_path_factory, synth_small):
     srv.stop()
 
 
-def _store_with_pm(root, path):
-    with MaskStore(root / "Synth-HM.h5") as src, StoreWriter(path, name="Synth-HM") as w:
-        for info, d in src.iter_layer("gtm"):
-            w.add_video(
-                info.video_id,
-                height=info.height,
-                width=info.width,
-                num_frames=info.num_frames,
-                action_type=info.action_type,
-                frames_dir=info.attrs.get("frames_dir", "").replace("frames/", "", 1),
-                frame_pattern=info.attrs.get("frame_pattern"),
-            )
-            m = d.decode(info.height, info.width)
-            pm = np.stack([cv2.dilate(x, np.ones((3, 3), np.uint8)) for x in m])
-            score = np.linspace(0.1, 0.9, len(d)).astype(np.float32)
-            w.write_layer(info.video_id, "pm", LayerData.from_masks(d.frame_index, pm, score))
-
-
 @pytest.mark.slow
 def test_round_trip_through_a_real_server(server, synth_small, tmp_path):
     store = tmp_path / "hm.h5"
-    _store_with_pm(synth_small, store)
+    store_with_pm(synth_small, store, kernel=3, keep_gtm=False)
     kw = {"url": server.url, "api_key": server.token}
     rep = ls_export(
         store, synth_small / "frames", "roundtrip", max_tasks=5, document_root=server.docroot, **kw
@@ -166,7 +149,7 @@ def test_round_trip_through_a_real_server(server, synth_small, tmp_path):
 @pytest.mark.slow
 def test_wrong_key_and_server_down(server, synth_small, tmp_path):
     store = tmp_path / "hm.h5"
-    _store_with_pm(synth_small, store)
+    store_with_pm(synth_small, store, kernel=3, keep_gtm=False)
     res = CliRunner().invoke(
         main, ["ls-status", "--project", "x", "--url", server.url, "--api-key", "0" * 40]
     )

@@ -87,15 +87,22 @@ class FlowTracker:
 
     # -- helpers --------------------------------------------------------------------------
     def _sample_points(self, gray: np.ndarray, mask: np.ndarray | None = None) -> None:
+        """Good features inside the box (or the mask), searched in the box's crop only."""
         h, w = gray.shape
-        x, y, bw, bh = clip_box(self.box, w, h)
-        roi = np.zeros_like(gray)
+        x, y, bw, bh = (int(round(v)) for v in clip_box(self.box, w, h))
+        crop = gray[y : y + bh, x : x + bw]
+        roi = None
         if mask is not None and mask.any():
-            roi[mask > 0] = 255
+            roi = (mask[y : y + bh, x : x + bw] > 0).astype(np.uint8) * 255
+            if not roi.any():
+                roi = None
+        pts = (
+            cv2.goodFeaturesToTrack(crop, self.max_points, 0.01, 3, mask=roi) if crop.size else None
+        )
+        if pts is None:
+            self._pts = np.zeros((0, 1, 2), np.float32)
         else:
-            roi[int(y) : int(y + bh), int(x) : int(x + bw)] = 255
-        pts = cv2.goodFeaturesToTrack(gray, self.max_points, 0.01, 3, mask=roi)
-        self._pts = pts if pts is not None else np.zeros((0, 1, 2), np.float32)
+            self._pts = (pts + np.array([x, y], np.float32)).astype(np.float32)
 
     def _set_template(self, gray: np.ndarray, mask: np.ndarray | None = None) -> None:
         """Appearance template: the athlete's pixels (the mask inside its box when given)."""
