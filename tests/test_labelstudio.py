@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -24,7 +26,7 @@ from hmtools.cli import main
 from hmtools.errors import InputError
 from hmtools.masks import ORIGIN_ACCEPTED, ORIGIN_CORRECTED, MaskStore
 from tests.conftest import store_with_pm
-from tests.labelstudio_server import Server, free_port, label_studio_bin
+from tests.labelstudio_server import PASSWORD, USER, Server, free_port, label_studio_bin
 
 
 def test_brush_codec_round_trip_and_validation():
@@ -173,3 +175,66 @@ def test_wrong_key_and_server_down(server, synth_small, tmp_path):
         ],
     )
     assert res.exit_code == 1 and "cannot reach" in res.output
+
+
+def _login_cookies(url: str) -> dict:
+    import httpx
+
+    with httpx.Client(base_url=url, follow_redirects=True, timeout=30) as c:
+        c.get("/user/login/")
+        csrf = c.cookies.get("csrftoken")
+        r = c.post(
+            "/user/login/",
+            data={"email": USER, "password": PASSWORD, "csrfmiddlewaretoken": csrf},
+            headers={"Referer": f"{url}/user/login/", "X-CSRFToken": csrf or ""},
+        )
+        assert r.status_code == 200 and "sessionid" in c.cookies, "login failed"
+        return dict(c.cookies)
+
+
+@pytest.mark.slow
+def test_browser_shows_the_pre_annotation(server, synth_small, tmp_path):
+    """What an annotator sees: the task page, logged in, with the pseudo mask drawn in red."""
+    from tests.browser import Browser, chromium
+
+    exe = chromium()
+    if exe is None:
+        if os.environ.get("HMTOOLS_REQUIRE_LS") == "1":
+            pytest.fail("CI must run the browser check: Debian's chromium is missing")
+        pytest.skip("no chromium (apt-get install chromium)")
+    store = tmp_path / "hm.h5"
+    store_with_pm(synth_small, store, kernel=9, keep_gtm=False)
+    kw = {"url": server.url, "api_key": server.token}
+    ls_export(
+        store, synth_small / "frames", "browser", max_tasks=1, document_root=server.docroot, **kw
+    )
+    client = connect(**kw)
+    proj = find_project(client, "browser")
+    task = next(iter(client.tasks.list(project=proj.id, fields="all")))
+    artifacts = Path(os.environ.get("HMTOOLS_ARTIFACTS", tmp_path))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    b = Browser(exe)
+    try:
+        b.cmd("Network.enable")
+        for name, value in _login_cookies(server.url).items():
+            b.cmd("Network.setCookie", name=name, value=value, domain="127.0.0.1", path="/")
+        b.cmd("Page.enable")
+        b.cmd("Page.navigate", url=f"{server.url}/projects/{proj.id}/data?task={task.id}")
+        red = 0
+        for _ in range(80):  # the labelling app loads, then draws the prediction
+            time.sleep(1.5)
+            png = b.screenshot()
+            img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+            # the brush colour (#ff2a2a, drawn semi-transparent over the frame) inside the
+            # labelling canvas -- the page header and the side panels are left out
+            canvas = img[80:, 300:].astype(int)
+            b_, g_, r_ = canvas[..., 0], canvas[..., 1], canvas[..., 2]
+            red = int(((r_ > 140) & (r_ - g_ > 70) & (r_ - b_ > 70)).sum())
+            if red > 3000:  # far more than the logo or the loading spinner (~600 px)
+                break
+        (artifacts / "labelstudio_task.png").write_bytes(png)
+    finally:
+        b.close()
+    assert red > 200, (
+        f"no red pre-annotation visible (screenshot: {artifacts / 'labelstudio_task.png'})"
+    )
