@@ -238,3 +238,35 @@ def test_browser_shows_the_pre_annotation(server, synth_small, tmp_path):
     assert red > 200, (
         f"no red pre-annotation visible (screenshot: {artifacts / 'labelstudio_task.png'})"
     )
+
+
+@pytest.mark.slow
+def test_upload_mode_serves_frames_to_a_remote_server(server, synth_small, tmp_path):
+    """--serve upload: the frame goes to the server with its task (no shared filesystem)."""
+    import httpx
+
+    store = tmp_path / "hm.h5"
+    store_with_pm(synth_small, store, kernel=3, keep_gtm=False)
+    kw = {"url": server.url, "api_key": server.token}
+    rep = ls_export(store, synth_small / "frames", "upload", max_tasks=2, serve="upload", **kw)
+    assert rep.created == 2
+    client = connect(**kw)
+    proj = find_project(client, "upload")
+    for t in client.tasks.list(project=proj.id, fields="all"):
+        assert t.data["image"].startswith("/data/upload/")
+        r = httpx.get(
+            server.url + t.data["image"], headers={"Authorization": f"Token {server.token}"}
+        )
+        assert r.status_code == 200
+        served = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)
+        with MaskStore(store) as st:
+            info = st.info(tuple(json.loads(t.data["video_id"])))
+        local = cv2.imread(
+            str(
+                synth_small
+                / "frames"
+                / info.attrs["frames_dir"]
+                / info.attrs["frame_pattern"].format(t.data["frame"])
+            )
+        )
+        assert np.array_equal(served, local)
