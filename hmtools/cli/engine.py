@@ -236,7 +236,7 @@ def gtm_vs_pm_cmd(out: Path, **kw) -> None:
 
 @main.command(short_help="The whole pipeline on synthetic data (the README's main job).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("demo-out"), show_default=True)
-@click.option("--videos", type=int, default=40, show_default=True)
+@click.option("--videos", type=int, default=24, show_default=True)
 @click.option("--epochs", type=int, default=8, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Reuse a non-empty --out.")

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 def run_demo(
     out: str | os.PathLike,
     *,
-    videos: int = 40,
+    videos: int = 24,
     seed: int = 0,
     epochs: int = 8,
     height: int = 128,
