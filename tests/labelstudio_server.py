@@ -55,20 +55,20 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         env = server_env(self.data, docroot, self.token)
         self.log = open(workdir / "label-studio.log", "w")  # noqa: SIM115 (lives with the server)
+        # the same data dir and user for both steps: init once, then start
+        common = [
+            "--no-browser",
+            "--data-dir",
+            str(self.data),
+            "--username",
+            USER,
+            "--password",
+            PASSWORD,
+            "--user-token",
+            self.token,
+        ]
         subprocess.run(
-            [
-                str(exe),
-                "init",
-                "--no-browser",
-                "--data-dir",
-                str(self.data),
-                "--username",
-                USER,
-                "--password",
-                PASSWORD,
-                "--user-token",
-                self.token,
-            ],
+            [str(exe), "init", *common],
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -76,23 +76,7 @@ class Server:
             timeout=600,
         )
         self.proc = subprocess.Popen(
-            [
-                str(exe),
-                "start",
-                "--no-browser",
-                "--internal-host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--data-dir",
-                str(self.data),
-                "--username",
-                USER,
-                "--password",
-                PASSWORD,
-                "--user-token",
-                self.token,
-            ],
+            [str(exe), "start", *common, "--internal-host", "127.0.0.1", "--port", str(self.port)],
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
