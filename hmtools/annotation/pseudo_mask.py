@@ -25,7 +25,14 @@ import numpy as np
 from tqdm import tqdm
 
 from hmtools.annotation.segmenters import Segmenter
-from hmtools.annotation.trackers import Box, Tracker, clip_box, make_tracker, mask_box
+from hmtools.annotation.trackers import (
+    Box,
+    Tracker,
+    clip_box,
+    compensate_camera,
+    make_tracker,
+    mask_box,
+)
 from hmtools.errors import InputError
 from hmtools.masks import (
     LAYER_PM,
@@ -209,15 +216,7 @@ def find_athlete(frames: list[np.ndarray], look: int = 12) -> Box:
     acc = np.zeros((h, w), np.float32)
     grays = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames[: look + 1]]
     for g0, g1 in zip(grays[:-1], grays[1:], strict=False):
-        p0 = cv2.goodFeaturesToTrack(g0, 300, 0.01, 7)
-        warped = g0
-        if p0 is not None and len(p0) >= 8:
-            p1, st, _ = cv2.calcOpticalFlowPyrLK(g0, g1, p0, None)
-            good = st.reshape(-1) == 1
-            if good.sum() >= 8:
-                M, _ = cv2.estimateAffinePartial2D(p0[good], p1[good])
-                if M is not None:
-                    warped = cv2.warpAffine(g0, M, (w, h), borderMode=cv2.BORDER_REPLICATE)
+        warped = compensate_camera(g0, g1)
         acc += cv2.GaussianBlur(cv2.absdiff(g1, warped), (7, 7), 0).astype(np.float32)
     if acc.max() <= 0:
         return (w * 0.3, h * 0.2, w * 0.4, h * 0.6)

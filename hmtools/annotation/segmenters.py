@@ -26,7 +26,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from hmtools.annotation.trackers import Box, clip_box
+from hmtools.annotation.trackers import Box, clip_box, compensate_camera
 from hmtools.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -175,15 +175,8 @@ class MotionSegmenter:
         out = np.zeros((h, w), np.uint8)
         if prev is None:
             return out, 0.0
-        g0 = cv2.cvtColor(np.asarray(prev[0]), cv2.COLOR_BGR2GRAY)
         g1 = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-        p0 = cv2.goodFeaturesToTrack(g0, 300, 0.01, 7)
-        if p0 is not None and len(p0) >= 8:
-            p1, st, _ = cv2.calcOpticalFlowPyrLK(g0, g1, p0, None)
-            good = st.reshape(-1) == 1
-            M, _ = cv2.estimateAffinePartial2D(p0[good], p1[good])
-            if M is not None:
-                g0 = cv2.warpAffine(g0, M, (w, h), borderMode=cv2.BORDER_REPLICATE)
+        g0 = compensate_camera(cv2.cvtColor(np.asarray(prev[0]), cv2.COLOR_BGR2GRAY), g1)
         d = cv2.GaussianBlur(cv2.absdiff(g1, g0), (5, 5), 0)
         x0, y0, x1, y1 = _roi(box, w, h, grow=0.1)
         roi = d[y0:y1, x0:x1]

@@ -58,6 +58,23 @@ def clip_box(box: Box, w: int, h: int, min_size: float = 4.0) -> Box:
     return x, y, bw, bh
 
 
+def compensate_camera(g0: np.ndarray, g1: np.ndarray) -> np.ndarray:
+    """``g0`` (gray) warped onto ``g1`` by the camera's global motion (a similarity fitted to
+    Lucas-Kanade tracks of corner points); unchanged when too few points track."""
+    p0 = cv2.goodFeaturesToTrack(g0, 300, 0.01, 7)
+    if p0 is None or len(p0) < 8:
+        return g0
+    p1, st, _ = cv2.calcOpticalFlowPyrLK(g0, g1, p0, None)
+    good = st.reshape(-1) == 1
+    if good.sum() < 8:
+        return g0
+    M, _ = cv2.estimateAffinePartial2D(p0[good], p1[good])
+    if M is None:
+        return g0
+    h, w = g1.shape[:2]
+    return cv2.warpAffine(g0, M, (w, h), borderMode=cv2.BORDER_REPLICATE)
+
+
 def _gray(frame: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
 
