@@ -430,8 +430,13 @@ def ls_import(
                 raise InputError(
                     f"{store_path}: no video {format_video_id(vid)} (task data from another store?)"
                 )
-            old = _existing_gtm(wr, vid)
-            merged = {int(f): (r, int(o), float(s)) for f, r, o, s in old}
+            old = wr.read_layer(vid, LAYER_GTM)
+            merged = {
+                int(f): (r, int(o), float(sc))
+                for f, r, o, sc in zip(
+                    old.frame_index, old.rles, old.origin, old.score, strict=True
+                )
+            }
             for f, (r, o) in frames.items():
                 merged[f] = (r, o, float("nan"))
             fs = sorted(merged)
@@ -449,20 +454,6 @@ def ls_import(
             rep.accepted += sum(o == ORIGIN_ACCEPTED for _, o in frames.values())
         rep.videos = len(new)
     return rep
-
-
-def _existing_gtm(wr: StoreWriter, vid) -> list[tuple[int, bytes, int, float]]:
-    """The existing gtm frames of ``vid`` inside an open writer (to merge with new ones)."""
-    from hmtools.masks.schema import VIDEOS_GROUP, video_key
-    from hmtools.masks.store import _read_layer
-
-    g = wr.file[VIDEOS_GROUP][video_key(vid)]
-    if LAYER_GTM not in g:
-        return []
-    d = _read_layer(g[LAYER_GTM], None, None)
-    return list(
-        zip(d.frame_index.tolist(), d.rles, d.origin.tolist(), d.score.tolist(), strict=True)
-    )
 
 
 def ls_status(project: str, *, url: str | None = None, api_key: str | None = None) -> dict:

@@ -218,17 +218,28 @@ def _frame_slice(frame_index: np.ndarray, start: int | None, stop: int | None) -
     return i0, max(i0, i1)
 
 
-def _read_layer(g: h5py.Group, start: int | None, stop: int | None) -> LayerData:
+def _read_rles(
+    g: h5py.Group, start: int | None, stop: int | None
+) -> tuple[np.ndarray, list[bytes], int, int]:
+    """Frame numbers and RLE counts of frames in ``[start, stop)``, reading only their bytes;
+    also the row range ``(i0, i1)`` for the per-mask arrays."""
     fi = g["frame_index"][()]
     i0, i1 = _frame_slice(fi, start, stop)
     if i1 == i0:
-        return LayerData.empty()
+        return fi[i0:i1].astype(np.int32), [], i0, i1
     off = g["rle_offsets"][i0 : i1 + 1]
-    blob = g["rle_bytes"][int(off[0]) : int(off[-1])].tobytes()
     base = int(off[0])
+    blob = g["rle_bytes"][base : int(off[-1])].tobytes()
     rles = [blob[int(a) - base : int(b) - base] for a, b in zip(off[:-1], off[1:], strict=True)]
+    return fi[i0:i1].astype(np.int32), rles, i0, i1
+
+
+def _read_layer(g: h5py.Group, start: int | None, stop: int | None) -> LayerData:
+    fi, rles, i0, i1 = _read_rles(g, start, stop)
+    if not rles:
+        return LayerData.empty()
     return LayerData(
-        frame_index=fi[i0:i1].astype(np.int32),
+        frame_index=fi,
         rles=rles,
         area=g["area"][i0:i1],
         bbox=g["bbox"][i0:i1],
@@ -360,17 +371,8 @@ class MaskStore:
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(frame_index int32 [T], masks uint8 [T, H, W])`` for frames in ``[start, stop)``."""
         g = self._group(video_id)
-        lg = self._layer_group(video_id, layer)
-        fi = lg["frame_index"][()]
-        i0, i1 = _frame_slice(fi, start, stop)
-        h, w = int(g.attrs["height"]), int(g.attrs["width"])
-        if i1 == i0:
-            return fi[i0:i1].astype(np.int32), np.zeros((0, h, w), np.uint8)
-        off = lg["rle_offsets"][i0 : i1 + 1]
-        blob = lg["rle_bytes"][int(off[0]) : int(off[-1])].tobytes()
-        base = int(off[0])
-        rles = [blob[int(a) - base : int(b) - base] for a, b in zip(off[:-1], off[1:], strict=True)]
-        return fi[i0:i1].astype(np.int32), rle_ops.decode(rles, h, w)
+        fi, rles, _, _ = _read_rles(self._layer_group(video_id, layer), start, stop)
+        return fi, rle_ops.decode(rles, int(g.attrs["height"]), int(g.attrs["width"]))
 
     def iter_layer(self, layer: str) -> Iterator[tuple[VideoInfo, LayerData]]:
         """``(info, data)`` for every video that has ``layer``, in key order."""
@@ -520,6 +522,14 @@ class StoreWriter:
         key = video_key(video_id)
         vg = self.file[VIDEOS_GROUP]
         return key in vg and layer in vg[key]
+
+    def read_layer(self, video_id: Sequence[str | int] | str | int, layer: str) -> LayerData:
+        """What the file being written holds for ``video_id``/``layer`` (empty if nothing)."""
+        vg = self.file[VIDEOS_GROUP]
+        key = video_key(video_id)
+        if key not in vg or layer not in vg[key]:
+            return LayerData.empty()
+        return _read_layer(vg[key][layer], None, None)
 
     def video_info(self, video_id: Sequence[str | int] | str | int) -> VideoInfo:
         key = video_key(video_id)
