@@ -19,7 +19,7 @@ import pandas as pd  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from hmtools.datasets.records import load_dataset  # noqa: E402
-from hmtools.masks import LAYER_GTM, LAYER_PM, ORIGINS, MaskStore, rle  # noqa: E402
+from hmtools.masks import LAYER_GTM, LAYER_PM, ORIGINS, MaskStore  # noqa: E402
 
 
 @dataclass
@@ -86,11 +86,8 @@ def collect(
                 )
             if LAYER_PM in layers and LAYER_GTM in layers:
                 pm, gt = layers[LAYER_PM], layers[LAYER_GTM]
-                common, ip, ig = np.intersect1d(pm.frame_index, gt.frame_index, return_indices=True)
+                common, iou = pm.iou_with(gt, info.height, info.width)
                 if len(common):
-                    iou = rle.iou(
-                        [pm.rles[i] for i in ip], [gt.rles[i] for i in ig], info.height, info.width
-                    )
                     ious.append(
                         pd.DataFrame(
                             {"video": info.name, "action_type": at, "frame": common, "iou": iou}

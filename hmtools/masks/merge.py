@@ -190,19 +190,13 @@ def mean_layer_iou(
 ) -> tuple[float, int]:
     """Mean IoU between layers ``a`` and ``b`` over every frame that has both, computed on the
     RLEs; returns ``(mean IoU, frames)`` (NaN, 0 when no frame has both)."""
-    from hmtools.masks import rle
-
     total, n = 0.0, 0
     with MaskStore(path) as store:
         for info in store.videos():
             if a not in info.layers or b not in info.layers:
                 continue
             da, db = store.read_layer(info.video_id, a), store.read_layer(info.video_id, b)
-            _, ia, ib = np.intersect1d(da.frame_index, db.frame_index, return_indices=True)
-            if len(ia):
-                iou = rle.iou(
-                    [da.rles[i] for i in ia], [db.rles[i] for i in ib], info.height, info.width
-                )
-                total += float(iou.sum())
-                n += len(ia)
+            _, iou = da.iou_with(db, info.height, info.width)
+            total += float(iou.sum())
+            n += len(iou)
     return (total / n if n else float("nan")), n

@@ -153,6 +153,15 @@ class LayerData:
             raise InputError("frames repeat across the parts being combined")
         return out
 
+    def iou_with(self, other: LayerData, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(frames, IoU)`` over the frames both layers have, computed on the RLEs."""
+        frames, ia, ib = np.intersect1d(self.frame_index, other.frame_index, return_indices=True)
+        if not len(frames):
+            return frames, np.zeros(0, np.float64)
+        return frames, rle_ops.iou(
+            [self.rles[i] for i in ia], [other.rles[i] for i in ib], height, width
+        )
+
     def decode(self, height: int, width: int) -> np.ndarray:
         """All masks as ``uint8 [n, H, W]``."""
         return rle_ops.decode(self.rles, height, width)
