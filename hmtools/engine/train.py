@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import json
 import logging
 import math
@@ -283,13 +284,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> R
         saved = TrainConfig.from_json(state["config"])
         if saved.selection != cfg.selection:
             raise InputError(f"{out} was trained with --selection {saved.selection}")
-        cfg = (
-            saved
-            if not cfg.epochs or cfg.epochs == saved.epochs
-            else TrainConfig.from_json(
-                json.dumps({**json.loads(saved.to_json()), "epochs": cfg.epochs})
-            )
-        )
+        # the run's own settings; only the number of epochs may be extended
+        cfg = dataclasses.replace(saved, epochs=cfg.epochs or saved.epochs)
     elif ckpt_path.exists():
         raise InputError(
             f"{out} already holds a run: pass --resume to continue it or choose another --out"
