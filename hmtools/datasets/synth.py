@@ -21,6 +21,13 @@ The factors are drawn independently and weigh the same, so none explains much mo
 quarter of the execution score. Clips vary venue, camera pan/zoom, lighting, noise and motion
 blur; a fifth are synchronised (two athletes, one union mask); distractor people stand and move
 on the deck and in the stands.
+
+Rendering follows the physics a segmenter sees in real footage: the camera's pan blurs the static
+venue and bystanders, not the athlete it follows; in flight the athlete is blurred by its own
+motion relative to the camera (a sharp pose at ``FLIGHT_ALPHA`` plus two exposure-end ghosts at
+``GHOST_ALPHA``). The ground-truth mask is what an annotator would paint: the pixels where the
+athlete dominates the colour (combined opacity >= 0.5), so a lone ghost is background and the
+overlap of the sharp pose or of two ghosts is athlete.
 """
 
 from __future__ import annotations
@@ -303,6 +310,10 @@ def _distractors(rng: np.random.Generator, venue: Venue) -> list[dict]:
     return people
 
 
+FLIGHT_ALPHA = 0.75  # the sharp in-flight pose's opacity (the rest is motion blur)
+GHOST_ALPHA = 0.45  # each exposure-end ghost's opacity
+
+
 def render_clip(spec: ClipSpec, height: int = 256, width: int | None = None):
     """Yield ``(frame BGR uint8 [H,W,3], mask uint8 [H,W], label)`` for every frame of a clip."""
     width = width or int(round(height * 455 / 256))
@@ -341,6 +352,10 @@ def render_clip(spec: ClipSpec, height: int = 256, width: int | None = None):
         cam = Camera(cam_c.copy(), zoom, width, height, out_scale)
         cam.clamp()
         cam_c = cam.center.copy()
+        # the camera's image motion this frame (px/frame): it blurs what is static in the world,
+        # not the athlete it follows (whose blur is its motion relative to the camera, below)
+        pan = (cam.center - prev_c) * cam.ppu if prev_c is not None else np.zeros(2)
+        prev_c = cam.center
         frame = cam.render(venue)
         for p in people:
             x = p["x"] + p["walk"] * t
@@ -357,6 +372,7 @@ def render_clip(spec: ClipSpec, height: int = 256, width: int | None = None):
                 suit=p["suit"],
                 facing=p["facing"],
             )
+        frame = motion_blur(frame, -pan[0], -pan[1])
         mask = np.zeros((height, width), np.uint8)
         label = lead.label
         for prog, lag, skin, suit in athletes:
@@ -364,24 +380,30 @@ def render_clip(spec: ClipSpec, height: int = 256, width: int | None = None):
             st = prog.state(tt)
             L = prog.L * cam.ppu
             in_flight = prog.t_takeoff <= tt < prog.t_entry
-            if in_flight:  # motion blur from rotation: ghosts at the exposure ends
-                for dt in (-0.35, 0.35):
+            # the ground-truth mask is where the athlete dominates the pixel's colour: their
+            # combined opacity (the sharp pose and the motion-blur ghosts) is at least 0.5
+            clear = np.ones(mask.shape, np.float32)  # product of (1 - alpha) over layers
+            if in_flight:  # motion blur (rotation, fall against the panning camera): ghosts
+                for dt in (-0.35, 0.35):  # at the exposure ends, where they are in the image
                     g = prog.state(tt + dt)
-                    c = cam.to_image(g.hip)
+                    c = cam.to_image(g.hip) - dt * pan
+                    gm = np.zeros_like(mask)
                     draw_figure(
                         frame,
-                        None,
+                        gm,
                         joints(g.pose, (c[0], c[1]), L, g.theta, g.twist, prog.facing),
                         L,
                         skin=skin,
                         suit=suit,
                         twist=g.twist,
                         facing=prog.facing,
-                        alpha=0.45,
+                        alpha=GHOST_ALPHA,
                     )
+                    clear *= 1 - GHOST_ALPHA * gm
             c = cam.to_image(st.hip)
             j = joints(st.pose, (c[0], c[1]), L, st.theta, st.twist, prog.facing)
             m = np.zeros_like(mask)
+            alpha = FLIGHT_ALPHA if in_flight else 1.0
             draw_figure(
                 frame,
                 m,
@@ -391,13 +413,14 @@ def render_clip(spec: ClipSpec, height: int = 256, width: int | None = None):
                 suit=suit,
                 twist=st.twist,
                 facing=prog.facing,
-                alpha=0.75 if in_flight else 1.0,
+                alpha=alpha,
             )
-            mask |= m
+            clear *= 1 - alpha * m
+            mask |= (clear <= 0.5).astype(np.uint8)
         # water hides what is below the surface (redraw the background there)
         wy = int(np.ceil(cam.to_image((0, WATER_Y))[1]))
         if wy < height:
-            below = cam.render(venue)[max(0, wy) :]
+            below = motion_blur(cam.render(venue), -pan[0], -pan[1])[max(0, wy) :]
             frame[max(0, wy) :] = below
             mask[max(0, wy) :] = 0
         if splash is None and t >= first.t_entry:
@@ -408,10 +431,6 @@ def render_clip(spec: ClipSpec, height: int = 256, width: int | None = None):
             occ = np.zeros_like(mask)
             splash.draw(frame, occ, cam, t)
             mask[occ > 0] = 0
-        if prev_c is not None:
-            d = (cam.center - prev_c) * cam.ppu
-            frame = motion_blur(frame, -d[0], -d[1])
-        prev_c = cam.center
         gain = gain0 * (1 + gain_amp * np.sin(2 * np.pi * t / gain_period))
         f = frame.astype(np.float32) * (gain * tint) + noise.sample(rng) * sigma
         yield np.clip(f, 0, 255).astype(np.uint8), mask, label
