@@ -61,6 +61,12 @@ class Timed:
     def __init__(self, seg):
         self.seg, self.seconds, self.name = seg, 0.0, seg.name
 
+    def begin_video(self, frames):
+        t = time.perf_counter()
+        if hasattr(self.seg, "begin_video"):
+            self.seg.begin_video(frames)
+        self.seconds += time.perf_counter() - t
+
     def encode(self, frames):
         t = time.perf_counter()
         out = self.seg.encode(frames)
@@ -95,7 +101,7 @@ def main() -> None:
     seqs = sequences(args.videos, args.height)
     print("(a) mean IoU vs ground truth (tracker from the first frame's true box)")
     print(f"    {'segmenter':<14}" + "".join(f"{k:>34}" for k in seqs))
-    for name in ("blazepose", "flow-grabcut", "grabcut", "motion"):
+    for name in ("blazepose", "background", "flow-grabcut", "grabcut", "motion"):
         try:
             seg = WEIGHT_FREE[name]()
         except Exception as e:  # the BlazePose model may not be installed

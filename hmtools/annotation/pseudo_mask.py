@@ -250,6 +250,8 @@ def segment_video(
     tracker.init(frames[0], clip_box(box, w, h))
     prev = None
     cur_box = clip_box(box, w, h)
+    if hasattr(segmenter, "begin_video"):  # segmenters that model the whole video first
+        segmenter.begin_video(frames)
     for c0 in range(0, len(frames), chunk):
         states = segmenter.encode(frames[c0 : c0 + chunk])
         for j, state in enumerate(states):

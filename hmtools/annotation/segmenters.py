@@ -13,6 +13,8 @@ frame's ``(state, mask)`` or ``None``.
 - :class:`FlowGrabCutSegmenter`: weight-free, the previous mask warped by dense optical flow (DIS)
   initialises GrabCut (sure / probable foreground and background), falling back to the box.
 - :class:`MotionSegmenter`: weight-free baseline, motion-compensated frame difference in the box.
+- ``background`` (:mod:`hmtools.annotation.background`): weight-free, median background of
+  camera-compensated neighbour frames, colour-checked foreground in the box.
 - ``blazepose`` (:mod:`hmtools.annotation.blazepose`): MediaPipe BlazePose's segmentation head
   run on the box region -- the default weight-free segmenter when its model is installed.
 """
@@ -324,6 +326,12 @@ def small_sam(image_size: int = 256, seed: int = 0) -> object:
     return Sam(image_encoder=enc, prompt_encoder=prompt, mask_decoder=dec)
 
 
+def _background() -> Segmenter:
+    from hmtools.annotation.background import BackgroundSegmenter
+
+    return BackgroundSegmenter()
+
+
 def _blazepose() -> Segmenter:
     from hmtools.annotation.blazepose import BlazePoseSegmenter
 
@@ -332,6 +340,7 @@ def _blazepose() -> Segmenter:
 
 WEIGHT_FREE = {
     "blazepose": _blazepose,
+    "background": _background,
     "flow-grabcut": FlowGrabCutSegmenter,
     "grabcut": GrabCutSegmenter,
     "motion": MotionSegmenter,

@@ -35,8 +35,8 @@ from hmtools.cli import main
 @click.option(
     "--segmenter",
     default=None,
-    help="sam, flow-grabcut, grabcut or motion (default: sam with --sam-checkpoint, "
-    "else flow-grabcut).",
+    help="sam, blazepose, background, flow-grabcut, grabcut or motion (default: sam with "
+    "--sam-checkpoint, else blazepose when its model is installed, else flow-grabcut).",
 )
 @click.option(
     "--sam-checkpoint",
