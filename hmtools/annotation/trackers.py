@@ -31,15 +31,12 @@ class Tracker(Protocol):
 
 
 def mask_box(mask: np.ndarray) -> Box | None:
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
+    """Tight ``(x, y, w, h)`` box of the mask's non-zero pixels, ``None`` when empty."""
+    m = mask if mask.dtype == np.uint8 else mask.astype(np.uint8)
+    x, y, w, h = cv2.boundingRect(m)
+    if w == 0 or h == 0:
         return None
-    return (
-        float(xs.min()),
-        float(ys.min()),
-        float(xs.max() - xs.min() + 1),
-        float(ys.max() - ys.min() + 1),
-    )
+    return float(x), float(y), float(w), float(h)
 
 
 def box_iou(a: Box, b: Box) -> float:
@@ -89,10 +86,13 @@ class FlowTracker:
         lost_after: int = 3,
         empty_lost_after: int = 8,
         reacquire_threshold: float = 0.45,
+        full_every: int = 4,
     ):
         self.max_points, self.min_points = max_points, min_points
         self.lost_after, self.reacquire_threshold = lost_after, reacquire_threshold
         self.empty_lost_after = empty_lost_after
+        self.full_every = full_every
+        self._lost_frames = 0
         self._empty = 0
         self.box: Box = (0, 0, 1, 1)
         self.lost = False
@@ -103,6 +103,17 @@ class FlowTracker:
         self._template_mask: np.ndarray | None = None
 
     # -- helpers --------------------------------------------------------------------------
+    def _window(self, w: int, h: int, grow: float = 1.0, margin: int = 48) -> tuple[int, ...]:
+        """The box grown by ``grow`` times its size (at least ``margin`` px) on every side."""
+        x, y, bw, bh = self.box
+        gx, gy = max(margin, bw * grow), max(margin, bh * grow)
+        return (
+            int(max(0, x - gx)),
+            int(max(0, y - gy)),
+            int(min(w, x + bw + gx)),
+            int(min(h, y + bh + gy)),
+        )
+
     def _sample_points(self, gray: np.ndarray, mask: np.ndarray | None = None) -> None:
         """Good features inside the box (or the mask), searched in the box's crop only."""
         h, w = gray.shape
@@ -135,6 +146,18 @@ class FlowTracker:
             )
 
     def _reacquire(self, gray: np.ndarray) -> float:
+        """Template search over the whole frame on the first lost frame and every
+        ``full_every``-th after it, near the last box in between (cheap, and the athlete rarely
+        reappears far away)."""
+        h, w = gray.shape
+        self._lost_frames += 1
+        if self._lost_frames % self.full_every == 1:
+            return self._match(gray, (0, 0, w, h))
+        return self._match(gray, self._window(w, h, grow=1.5))
+
+    def _match(self, full: np.ndarray, window: tuple[int, ...]) -> float:
+        x0, y0, x1, y1 = window
+        gray = full[y0:y1, x0:x1]
         t = self._template
         if t is None or t.shape[0] >= gray.shape[0] or t.shape[1] >= gray.shape[1]:
             return 0.0
@@ -158,21 +181,21 @@ class FlowTracker:
                 best, best_loc, best_scale = mx, loc, s
         if best >= self.reacquire_threshold:
             self.box = (
-                float(best_loc[0]),
-                float(best_loc[1]),
+                float(best_loc[0] + x0),
+                float(best_loc[1] + y0),
                 t.shape[1] * best_scale,
                 t.shape[0] * best_scale,
             )
             self.lost = False
-            self._bad = self._empty = 0
-            self._sample_points(gray)
+            self._bad = self._empty = self._lost_frames = 0
+            self._sample_points(full)
         return max(0.0, best)
 
     # -- protocol -------------------------------------------------------------------------
     def init(self, frame: np.ndarray, box: Box) -> None:
         gray = _gray(frame)
         self.box = clip_box(box, gray.shape[1], gray.shape[0])
-        self.lost, self._bad, self._empty = False, 0, 0
+        self.lost, self._bad, self._empty, self._lost_frames = False, 0, 0, 0
         self._prev = gray
         self._sample_points(gray)
         self._set_template(gray)
@@ -187,13 +210,15 @@ class FlowTracker:
             return self.box, (score if not self.lost else 0.0)
         p0 = self._pts
         if p0 is not None and len(p0) >= self.min_points:
-            p1, st, _ = cv2.calcOpticalFlowPyrLK(
-                self._prev, gray, p0, None, winSize=(21, 21), maxLevel=3
-            )
-            pb, stb, _ = cv2.calcOpticalFlowPyrLK(
-                gray, self._prev, p1, None, winSize=(21, 21), maxLevel=3
-            )
-            fb = np.linalg.norm((p0 - pb).reshape(-1, 2), axis=1)
+            # LK on a window around the box only: the cost does not grow with the frame size
+            x0, y0, x1, y1 = self._window(w, h)
+            off = np.array([x0, y0], np.float32)
+            a0, a1 = self._prev[y0:y1, x0:x1], gray[y0:y1, x0:x1]
+            q0 = (p0 - off).astype(np.float32)
+            q1, st, _ = cv2.calcOpticalFlowPyrLK(a0, a1, q0, None, winSize=(21, 21), maxLevel=3)
+            qb, stb, _ = cv2.calcOpticalFlowPyrLK(a1, a0, q1, None, winSize=(21, 21), maxLevel=3)
+            p1 = q1 + off
+            fb = np.linalg.norm((q0 - qb).reshape(-1, 2), axis=1)
             ok = (st.reshape(-1) == 1) & (stb.reshape(-1) == 1) & (fb < 1.5)
             score = float(ok.mean()) if len(ok) else 0.0
             if ok.sum() >= self.min_points:
@@ -236,7 +261,7 @@ class FlowTracker:
             return  # a jump: the segmenter latched onto something else; keep tracking
         self.box = mb
         self.lost = False
-        self._bad = 0
+        self._bad = self._lost_frames = 0
         if self._prev is not None:
             self._sample_points(self._prev, mask)
             self._set_template(self._prev, mask)
