@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from hmtools.annotation.background import BackgroundModel, BackgroundSegmenter, fit_similarity
+from hmtools.annotation.background import BackgroundModel, BackgroundSegmenter
 from hmtools.annotation.pseudo_mask import segment_video
-from hmtools.annotation.trackers import FlowTracker, mask_box
+from hmtools.annotation.trackers import FlowTracker, fit_similarity, mask_box
 
 
 def panning_video(n: int = 40, h: int = 120, w: int = 200, seed: int = 0):

@@ -27,7 +27,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from hmtools.annotation.trackers import Box
+from hmtools.annotation.trackers import Box, fit_similarity
 
 NEIGHBOUR_OFFSETS = (-36, -24, -16, -10, -6, 6, 10, 16, 24, 36)
 _EYE = np.eye(3)
@@ -35,26 +35,6 @@ _EYE = np.eye(3)
 
 def _gray(frame: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
-
-
-def fit_similarity(g0: np.ndarray, g1: np.ndarray, max_points: int = 300) -> np.ndarray | None:
-    """3x3 similarity mapping pixel coordinates of gray image ``g0`` onto ``g1`` (RANSAC over
-    forward-backward-checked LK tracks), or ``None`` when too few points track."""
-    p0 = cv2.goodFeaturesToTrack(g0, max_points, 0.01, 6)
-    if p0 is None or len(p0) < 10:
-        return None
-    p1, st, _ = cv2.calcOpticalFlowPyrLK(g0, g1, p0, None, winSize=(21, 21), maxLevel=4)
-    pb, stb, _ = cv2.calcOpticalFlowPyrLK(g1, g0, p1, None, winSize=(21, 21), maxLevel=4)
-    ok = (st.reshape(-1) == 1) & (stb.reshape(-1) == 1)
-    ok &= np.linalg.norm((p0 - pb).reshape(-1, 2), axis=1) < 1.0
-    if ok.sum() < 10:
-        return None
-    M, inl = cv2.estimateAffinePartial2D(
-        p0[ok], p1[ok], method=cv2.RANSAC, ransacReprojThreshold=1.5
-    )
-    if M is None or inl is None or inl.sum() < 8:
-        return None
-    return np.vstack([M, [0.0, 0.0, 1.0]])
 
 
 class CameraPath:

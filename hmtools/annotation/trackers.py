@@ -55,21 +55,34 @@ def clip_box(box: Box, w: int, h: int, min_size: float = 4.0) -> Box:
     return x, y, bw, bh
 
 
+def fit_similarity(g0: np.ndarray, g1: np.ndarray, max_points: int = 300) -> np.ndarray | None:
+    """3x3 similarity mapping pixel coordinates of gray image ``g0`` onto ``g1`` (RANSAC over
+    forward-backward-checked LK tracks), or ``None`` when too few points track."""
+    p0 = cv2.goodFeaturesToTrack(g0, max_points, 0.01, 6)
+    if p0 is None or len(p0) < 10:
+        return None
+    p1, st, _ = cv2.calcOpticalFlowPyrLK(g0, g1, p0, None, winSize=(21, 21), maxLevel=4)
+    pb, stb, _ = cv2.calcOpticalFlowPyrLK(g1, g0, p1, None, winSize=(21, 21), maxLevel=4)
+    ok = (st.reshape(-1) == 1) & (stb.reshape(-1) == 1)
+    ok &= np.linalg.norm((p0 - pb).reshape(-1, 2), axis=1) < 1.0
+    if ok.sum() < 10:
+        return None
+    M, inl = cv2.estimateAffinePartial2D(
+        p0[ok], p1[ok], method=cv2.RANSAC, ransacReprojThreshold=1.5
+    )
+    if M is None or inl is None or inl.sum() < 8:
+        return None
+    return np.vstack([M, [0.0, 0.0, 1.0]])
+
+
 def compensate_camera(g0: np.ndarray, g1: np.ndarray) -> np.ndarray:
-    """``g0`` (gray) warped onto ``g1`` by the camera's global motion (a similarity fitted to
-    Lucas-Kanade tracks of corner points); unchanged when too few points track."""
-    p0 = cv2.goodFeaturesToTrack(g0, 300, 0.01, 7)
-    if p0 is None or len(p0) < 8:
-        return g0
-    p1, st, _ = cv2.calcOpticalFlowPyrLK(g0, g1, p0, None)
-    good = st.reshape(-1) == 1
-    if good.sum() < 8:
-        return g0
-    M, _ = cv2.estimateAffinePartial2D(p0[good], p1[good])
+    """``g0`` (gray) warped onto ``g1`` by the camera's global motion (:func:`fit_similarity`);
+    unchanged when too few points track."""
+    M = fit_similarity(g0, g1)
     if M is None:
         return g0
     h, w = g1.shape[:2]
-    return cv2.warpAffine(g0, M, (w, h), borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(g0, M[:2], (w, h), borderMode=cv2.BORDER_REPLICATE)
 
 
 def _gray(frame: np.ndarray) -> np.ndarray:
