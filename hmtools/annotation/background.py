@@ -17,9 +17,9 @@ while the athlete moves against it. For every frame ``t`` this module
    fixed threshold), and keeps the connected parts that touch the tracker box.
 
 It fails where the athlete does not move against the background over the whole neighbour span
-(standing still on the board for many frames) or where the scene is far from planar (strong
-parallax); :class:`hmtools.annotation.segmenters.HybridSegmenter` combines it with a person model
-for those frames. Cost: about ``len(NEIGHBOUR_OFFSETS)`` warps and LK fits per frame.
+(standing still on the board for many frames, the apex of a dive), where the athlete's colours
+match what is behind them, or where the scene is far from planar (strong parallax). Cost: about
+``len(NEIGHBOUR_OFFSETS)`` warps and LK fits per frame.
 """
 
 from __future__ import annotations
