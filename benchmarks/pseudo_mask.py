@@ -8,7 +8,7 @@
     weight-free default and for a small random-weight SAM built from segment_anything's modules
     (at 256 px).
 
-Usage: python benchmarks/pseudo_mask.py [--videos 8] [--height 256]
+Usage: python benchmarks/pseudo_mask.py [--videos 8] [--height 256] [--parts ab]
 """
 
 from __future__ import annotations
@@ -98,8 +98,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--videos", type=int, default=8)
     ap.add_argument("--height", type=int, default=256)
+    ap.add_argument("--parts", default="ab", help="which parts to run: a, b or ab")
     args = ap.parse_args()
-    seqs = sequences(args.videos, args.height)
+    if "a" in args.parts:
+        quality(args.videos, args.height)
+    if "b" in args.parts:
+        speed()
+
+
+def quality(n_videos: int, height: int) -> None:
+    seqs = sequences(n_videos, height)
     print("(a) mean IoU vs ground truth (tracker from the first frame's true box)")
     print(f"    {'segmenter':<14}" + "".join(f"{k:>34}" for k in seqs))
     for name in ("blazepose", "background", "flow-grabcut", "grabcut", "motion"):
@@ -115,6 +123,9 @@ def main() -> None:
                 f"{np.mean([r[0] for r in res]):.3f} ({np.mean([r[1] for r in res]):.1f} fps)"
             )
         print(f"    {name:<14}" + "".join(f"{c:>34}" for c in cells))
+
+
+def speed() -> None:
     print("\n(b) throughput and share of wall time outside the segmenter's forward pass")
     print("    (one synthetic dive rendered at each size; tracker from the first true box)")
     for label, h in (("256 px", 256), ("720p", 720)):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
+import pytest
 
 from hmtools.annotation.trackers import (
     FlowTracker,
+    _ncc,
     available_trackers,
     box_iou,
     make_tracker,
@@ -71,3 +74,25 @@ def test_opencv_trackers_offered():
     tr.init(f0, mask_box(m0))
     box, _ = tr.update(_scene(1)[0])
     assert len(box) == 4
+
+
+def test_masked_correlation_matches_opencv():
+    """The tracker's masked template search gives OpenCV's masked TM_CCOEFF_NORMED values and
+    corner, on both of its paths (direct for few positions, DFT-sized otherwise)."""
+    rng = np.random.default_rng(4)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (240, 320), dtype=np.uint8), (5, 5), 0)
+    for (x, y), (h, w), crop in (
+        ((7, 11), (40, 28), None),
+        ((201, 150), (64, 40), None),
+        ((40, 30), (50, 90), (20, 15, 80, 130)),  # few positions: the direct path
+    ):
+        templ = image[y : y + h, x : x + w].copy()
+        mask = np.zeros_like(templ)
+        cv2.ellipse(mask, (w // 2, h // 2), (w // 2 - 2, h // 2 - 2), 0, 0, 360, 255, -1)
+        img, ox, oy = image, 0, 0
+        if crop:
+            ox, oy = crop[0], crop[1]
+            img = image[oy : oy + crop[2], ox : ox + crop[3]]
+        ref = np.nan_to_num(cv2.matchTemplate(img, templ, cv2.TM_CCOEFF_NORMED, mask=mask))
+        score, loc = _ncc(img, templ, mask)
+        assert loc == (x - ox, y - oy) and score == pytest.approx(float(ref.max()), abs=1e-4)

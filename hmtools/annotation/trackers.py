@@ -89,6 +89,38 @@ def _gray(frame: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
 
 
+def _correlate(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Valid cross-correlation (float32): directly when there are few positions, else with
+    OpenCV's (DFT-based for big kernels) ``TM_CCORR``."""
+    kh, kw = kernel.shape
+    if (image.shape[0] - kh + 1) * (image.shape[1] - kw + 1) * kh * kw <= 4_000_000:
+        win = np.lib.stride_tricks.sliding_window_view(image, (kh, kw))
+        return np.tensordot(win, kernel, axes=([2, 3], [0, 1])).astype(np.float32)
+    return cv2.matchTemplate(image, kernel, cv2.TM_CCORR)
+
+
+def _ncc(image: np.ndarray, templ: np.ndarray, mask: np.ndarray) -> tuple[float, tuple[int, int]]:
+    """Best normalised correlation (zero-mean, over the template's ``mask`` pixels only: the
+    background around the athlete differs from frame to frame) of ``templ`` in ``image``:
+    (score, top-left corner). The same values as ``cv2.matchTemplate(TM_CCOEFF_NORMED,
+    mask=...)``, computed from three plain correlations, which is 5-10x faster on CPU (OpenCV
+    has no fast path for masked matching)."""
+    img = image.astype(np.float32)
+    w = (mask > 0).astype(np.float32)
+    n = float(w.sum())
+    if n < 2:
+        return 0.0, (0, 0)
+    t = templ.astype(np.float32)
+    tz = (t - float((t * w).sum()) / n) * w
+    tt = float((tz * tz).sum())
+    num = _correlate(img, tz)
+    s1 = _correlate(img, w)
+    var = np.maximum(_correlate(img * img, w) - s1 * s1 / n, 0.0) * tt
+    r = np.where(var > 1e-6, num / np.sqrt(np.maximum(var, 1e-12)), -1.0)
+    y, x = np.unravel_index(int(np.argmax(r)), r.shape)
+    return float(r[y, x]), (int(x), int(y))
+
+
 class FlowTracker:
     """Lucas-Kanade point tracker with template re-acquisition (see module doc)."""
 
@@ -182,14 +214,7 @@ class FlowTracker:
             )
             if ts.shape[0] >= gray.shape[0] or ts.shape[1] >= gray.shape[1] or min(ts.shape) < 4:
                 continue
-            # correlation over the athlete's own pixels only: the background around it differs
-            r = np.nan_to_num(
-                cv2.matchTemplate(gray, ts, cv2.TM_CCOEFF_NORMED, mask=tm),
-                nan=-1.0,
-                posinf=-1.0,
-                neginf=-1.0,
-            )
-            _, mx, _, loc = cv2.minMaxLoc(r)
+            mx, loc = _ncc(gray, ts, tm)
             if mx > best:
                 best, best_loc, best_scale = mx, loc, s
         if best >= self.reacquire_threshold:
