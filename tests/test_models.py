@@ -227,3 +227,31 @@ def test_kinetics_conversion_matches_flax_reference(tmp_path):
         assert diff < 1e-3 * max(1.0, float(np.abs(b).max())), name
     assert ref["Conv3d_2c_3x3"].shape == (1, 8, 56, 56, 192)
     print(f"worst end point difference: {worst:.2e}", file=sys.stderr)
+
+
+def test_from_scratch_features_do_not_vanish_under_frozen_batchnorm():
+    """Frozen BatchNorm at its initial statistics is the identity: with a default conv init the
+    small config's Stage-3/4 activations collapsed to ~0 and the model could not learn. The
+    variance-preserving init keeps every stage's scale, and different clips give different
+    step features."""
+    from hmtools.models.i3d import STAGES
+
+    torch.manual_seed(0)
+    model, _ = build_model("small")
+    model.train()
+    cfg = model.cfg
+    gen = torch.Generator().manual_seed(1)
+    # two clips with different content: smooth random blobs, not i.i.d. noise
+    x = torch.nn.functional.interpolate(
+        torch.rand(2, 3, cfg.length // 4, 8, 8, generator=gen) * 2 - 1,
+        size=(cfg.length, cfg.crop, cfg.crop),
+        mode="trilinear",
+    )
+    with torch.no_grad():
+        s = model.snippets(x)
+        for stage in STAGES:
+            s = model.i3d.run(s, (stage,))
+            assert 0.1 < float(s.std()) < 10.0, stage
+        steps = model.encode(x).steps
+    spread = float((steps[0] - steps[1]).abs().mean() / steps.abs().mean())
+    assert spread > 0.05

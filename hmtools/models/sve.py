@@ -36,6 +36,9 @@ class SmallResNet(nn.Module):
             cin = w
         self.layers = nn.Sequential(*layers)
         self.out_dim = widths[-1]
+        for m in self.modules():  # as torchvision's ResNets (see InceptionI3d on frozen BN)
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(self.stem(x)).mean(dim=(2, 3))
