@@ -167,8 +167,8 @@ class InceptionI3d(nn.Module):
 
         # Variance-preserving init (He et al. 2015). Frozen BatchNorm at its initial statistics
         # is the identity, so with PyTorch's default conv init a from-scratch I3D's activations
-        # shrink ~2.5x per layer and vanish by Stage 3 (std < 1e-4 measured on the small
-        # config), leaving nothing to learn from. Pretrained weights replace these.
+        # shrink layer by layer (small config, measured: Stage-3/4 std 0.02 or less, every clip
+        # giving nearly the same features; ~0.9 with this init). Pretrained weights replace it.
         for m in self.modules():
             if isinstance(m, nn.Conv3d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
