@@ -84,7 +84,7 @@ def test_masked_correlation_matches_opencv():
     for (x, y), (h, w), crop in (
         ((7, 11), (40, 28), None),
         ((201, 150), (64, 40), None),
-        ((40, 30), (50, 90), (20, 15, 80, 130)),  # few positions: the direct path
+        ((40, 30), (50, 90), (20, 15, 70, 115)),  # 21 x 26 positions: the direct path
     ):
         templ = image[y : y + h, x : x + w].copy()
         mask = np.zeros_like(templ)
@@ -94,5 +94,7 @@ def test_masked_correlation_matches_opencv():
             ox, oy = crop[0], crop[1]
             img = image[oy : oy + crop[2], ox : ox + crop[3]]
         ref = np.nan_to_num(cv2.matchTemplate(img, templ, cv2.TM_CCOEFF_NORMED, mask=mask))
+        positions = (img.shape[0] - h + 1) * (img.shape[1] - w + 1)
+        assert (positions * h * w <= 4_000_000) == bool(crop)  # each path is exercised
         score, loc = _ncc(img, templ, mask)
         assert loc == (x - ox, y - oy) and score == pytest.approx(float(ref.max()), abs=1e-4)
