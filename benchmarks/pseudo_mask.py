@@ -57,28 +57,38 @@ def sequences(videos: int, height: int) -> dict[str, list]:
 
 
 class Timed:
-    """Wraps a segmenter and counts the time of its forward passes (encode + segment)."""
+    """Wraps a segmenter and records when its forward passes (encode + segment) run, from any
+    thread (``segment_video`` may encode the next chunk in a worker thread)."""
 
     def __init__(self, seg):
-        self.seg, self.seconds, self.name = seg, 0.0, seg.name
+        self.seg, self.name = seg, seg.name
+        self.overlap_encode = getattr(seg, "overlap_encode", False)
+        self.spans: list[tuple[float, float]] = []
+
+    def _timed(self, fn, *args):
+        t = time.perf_counter()
+        out = fn(*args)
+        self.spans.append((t, time.perf_counter()))
+        return out
 
     def begin_video(self, frames):
-        t = time.perf_counter()
         if hasattr(self.seg, "begin_video"):
-            self.seg.begin_video(frames)
-        self.seconds += time.perf_counter() - t
+            self._timed(self.seg.begin_video, frames)
 
     def encode(self, frames):
-        t = time.perf_counter()
-        out = self.seg.encode(frames)
-        self.seconds += time.perf_counter() - t
-        return out
+        return self._timed(self.seg.encode, frames)
 
     def segment(self, state, box, prev):
-        t = time.perf_counter()
-        out = self.seg.segment(state, box, prev)
-        self.seconds += time.perf_counter() - t
-        return out
+        return self._timed(self.seg.segment, state, box, prev)
+
+    def busy(self) -> float:
+        """Seconds during which at least one forward pass ran (union of the spans)."""
+        total, end = 0.0, -np.inf
+        for a, b in sorted(self.spans):
+            if b > end:
+                total += b - max(a, end)
+                end = b
+        return total
 
 
 def run(seg, frames, gt) -> tuple[float, float, float]:
@@ -90,7 +100,7 @@ def run(seg, frames, gt) -> tuple[float, float, float]:
     return (
         float(np.mean([iou(m, g) for m, g in zip(masks, gt[first:], strict=True)])),
         len(masks) / wall,
-        1 - timed.seconds / wall,
+        1 - timed.busy() / wall,
     )
 
 

@@ -133,6 +133,32 @@ def test_sam_code_path_with_a_small_random_sam(tmp_path):
         SamSegmenter.from_checkpoint(tmp_path / "missing.pth")
 
 
+def test_sam_encodes_the_next_chunk_while_tracking_with_the_same_result():
+    """SamSegmenter's encoder runs one chunk ahead in a worker thread; the masks and scores are
+    those of encoding inline."""
+    from hmtools.annotation.pseudo_mask import segment_video
+    from hmtools.annotation.trackers import FlowTracker
+
+    frames = []
+    for t in range(9):
+        f = np.full((72, 128, 3), 90, np.uint8)
+        cv2.rectangle(f, (20 + 4 * t, 12), (50 + 4 * t, 60), (20, 30, 210), -1)
+        frames.append(f)
+    box = (20, 12, 31, 49)
+    seg_a = SamSegmenter(small_sam(), "cpu", batch_size=2)
+    assert seg_a.overlap_encode
+    calls = []
+    encode = seg_a.encode
+    seg_a.encode = lambda fr: calls.append(len(fr)) or encode(fr)
+    ma, sa = segment_video(frames, seg_a, FlowTracker(), box, chunk=4)
+    seg_b = SamSegmenter(small_sam(), "cpu", batch_size=2)
+    seg_b.overlap_encode = False
+    mb, sb = segment_video(frames, seg_b, FlowTracker(), box, chunk=4)
+    assert calls == [4, 4, 1]
+    np.testing.assert_array_equal(ma, mb)
+    np.testing.assert_allclose(sa, sb)
+
+
 def test_sam_pipeline_end_to_end(tmp_path):
     root = tmp_path / "v" / "clip"
     root.mkdir(parents=True)

@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -248,34 +249,70 @@ def segment_video(
     masks = np.zeros((len(frames), h, w), np.uint8)
     scores = np.zeros(len(frames), np.float32)
     tracker.init(frames[0], clip_box(box, w, h))
-    prev = None
-    cur_box = clip_box(box, w, h)
+    track: dict = {"box": clip_box(box, w, h), "prev": None}
     if hasattr(segmenter, "begin_video"):  # segmenters that model the whole video first
         segmenter.begin_video(frames)
-    for c0 in range(0, len(frames), chunk):
-        states = segmenter.encode(frames[c0 : c0 + chunk])
-        for j, state in enumerate(states):
-            t = c0 + j
-            if t > 0:
-                cur_box, _ = tracker.update(frames[t])
-            try:
-                m, s = segmenter.segment(state, cur_box, prev)
-            except (cv2.error, ValueError, RuntimeError) as e:
-                log.warning("frame %d: segmenter failed (%s): empty mask", t, e)
-                m, s = np.zeros((h, w), np.uint8), 0.0
-            m = m.astype(np.uint8)
-            if not m.any():
-                s = 0.0
-            masks[t], scores[t] = m, s
-            mb = mask_box(m)
-            # the mask corrects the tracker only when its box is plausible next to the tracked one
-            if mb is not None and 0.25 <= (mb[2] * mb[3]) / max(1.0, cur_box[2] * cur_box[3]) <= 4:
-                tracker.correct(m)
-                cur_box = mb
+    starts = list(range(0, len(frames), chunk))
+
+    def encode(c0: int) -> list[object]:
+        return segmenter.encode(frames[c0 : c0 + chunk])
+
+    # A segmenter with a heavy batched encoder (SAM) encodes chunk k+1 in a worker thread while
+    # the tracker and the prompt decoder work through chunk k: on a GPU the tracking then costs
+    # no wall time; torch and OpenCV release the GIL.
+    overlap = getattr(segmenter, "overlap_encode", False) and len(starts) > 1
+    pool = ThreadPoolExecutor(1, thread_name_prefix="hm-encode") if overlap else None
+    ahead = pool.submit(encode, starts[0]) if pool else None
+    try:
+        for n, c0 in enumerate(starts):
+            if ahead is not None and pool is not None:
+                states = ahead.result()
+                ahead = pool.submit(encode, starts[n + 1]) if n + 1 < len(starts) else None
             else:
-                tracker.correct(None)
-            prev = (state, m)
+                states = encode(c0)
+            _segment_chunk(segmenter, tracker, frames, states, c0, masks, scores, track)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     return masks, scores
+
+
+def _segment_chunk(
+    segmenter: Segmenter,
+    tracker: Tracker,
+    frames: list[np.ndarray],
+    states: list[object],
+    c0: int,
+    masks: np.ndarray,
+    scores: np.ndarray,
+    track: dict,
+) -> None:
+    """Track and segment the frames of one encoded chunk starting at frame ``c0``; ``track``
+    carries the current box and the previous mask from chunk to chunk."""
+    h, w = masks.shape[1:]
+    cur_box, prev = track["box"], track["prev"]
+    for j, state in enumerate(states):
+        t = c0 + j
+        if t > 0:
+            cur_box, _ = tracker.update(frames[t])
+        try:
+            m, s = segmenter.segment(state, cur_box, prev)
+        except (cv2.error, ValueError, RuntimeError) as e:
+            log.warning("frame %d: segmenter failed (%s): empty mask", t, e)
+            m, s = np.zeros((h, w), np.uint8), 0.0
+        m = m.astype(np.uint8)
+        if not m.any():
+            s = 0.0
+        masks[t], scores[t] = m, s
+        mb = mask_box(m)
+        # the mask corrects the tracker only when its box is plausible next to the tracked one
+        if mb is not None and 0.25 <= (mb[2] * mb[3]) / max(1.0, cur_box[2] * cur_box[3]) <= 4:
+            tracker.correct(m)
+            cur_box = mb
+        else:
+            tracker.correct(None)
+        prev = (state, m)
+    track["box"], track["prev"] = cur_box, prev
 
 
 @dataclass
