@@ -1,8 +1,10 @@
 """Training throughput, measured side by side in one run.
 
 (a) data-loader clips/s (2 workers, training pairs as the trainer builds them) vs model steps/s
-    (forward + backward of one pair) for the small and the full config on CPU -- the loader
-    should deliver at least 2x what the model consumes;
+    (forward + backward of one pair) for the tiny, small and full configs on CPU -- the loader
+    should deliver at least 2x what the model consumes; for the small config also the step
+    rate from cached frozen prefixes (``--cache-views``, what its training runs after the first
+    views) and its ratio to the uncached step;
 (b) DDP with 2 gloo processes vs 1 process on the same global batch: throughput ratio.
 
 Usage: python benchmarks/train_step.py [--videos 12] [--skip-full] [--skip-ddp]
@@ -43,7 +45,8 @@ def loader_rate(pairs: PairDataset, n: int) -> float:
     return 2 * n / (time.perf_counter() - t)
 
 
-def step_rate(model, pairs: PairDataset, n: int) -> float:
+def step_rate(model, pairs: PairDataset, n: int, cached: bool = False) -> float:
+    """Pair steps/s; ``cached``: from precomputed frozen prefixes instead of the videos."""
     model.train()
     q, z = pairs[0]
     batch = {k: (v[None] if torch.is_tensor(v) else v) for k, v in q.items()}
@@ -52,10 +55,13 @@ def step_rate(model, pairs: PairDataset, n: int) -> float:
         "masks": (batch["mask_target"], ex["mask_target"]),
         "soft_labels": (batch["soft_labels"], ex["soft_labels"]),
     }
-    model(batch["video"], ex["video"], ex["score"], batch["score"], **kw)["loss"].backward()
+    xq, xz = batch["video"], ex["video"]
+    if cached:
+        xq, xz = model.encode_prefix(xq), model.encode_prefix(xz)
+    model(xq, xz, ex["score"], batch["score"], **kw)["loss"].backward()
     t = time.perf_counter()
     for _ in range(n):
-        out = model(batch["video"], ex["video"], ex["score"], batch["score"], **kw)
+        out = model(xq, xz, ex["score"], batch["score"], **kw)
         out["loss"].backward()
     return n / (time.perf_counter() - t)
 
@@ -70,10 +76,10 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="hm-train-bench-"))
     generate(root, args.videos, seed=3, height=256, progress=False)
     print("(a) data loader vs model (CPU, 2 loader workers)")
-    for name in ("small", "full"):
+    for name in ("tiny", "small", "full"):
         if name == "full" and args.skip_full:
             continue
-        model, _ = build_model(name)
+        model, _ = build_model(name)  # random weights: the speed is the same
         cfg = TrainConfig(
             data_root=str(root / "frames"),
             annotations=str(root / "Annotations"),
@@ -93,9 +99,15 @@ def main() -> None:
             f"    {name:<6} loader {lr:7.2f} clips/s   model {2 * sr:7.2f} clips/s "
             f"({sr:.3f} pair steps/s)   loader/model = {lr / (2 * sr):.1f}x"
         )
+        if model.cfg.prefix_frozen:
+            cr = step_rate(model, pairs, 10, cached=True)
+            print(
+                f"    {name:<6} from cached prefixes: {cr:.3f} pair steps/s = "
+                f"{cr / sr:.1f}x the uncached step"
+            )
     if args.skip_ddp:
         return
-    print("(b) DDP 2 gloo processes vs 1 process, global batch 2, small config")
+    print("(b) DDP 2 gloo processes vs 1 process, global batch 2, tiny config")
     common = [
         "--data-root",
         str(root / "frames"),
@@ -104,7 +116,7 @@ def main() -> None:
         "--masks-file",
         str(root / "Synth-HM.h5"),
         "--config",
-        "small",
+        "tiny",
         "--epochs",
         "1",
         "--batch-size",

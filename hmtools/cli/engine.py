@@ -36,7 +36,7 @@ def train_options(f):  # the options train and experiment share
             "model",
             default="full",
             show_default=True,
-            help="Model config: full, small or a YAML file.",
+            help="Model config: full (the paper), small (CPU, pretrained I3D), tiny (tests) or a YAML file.",
         ),
         click.option("--epochs", type=int, default=None, help="Default: 200 (full), 12 (small)."),
         click.option(
@@ -100,6 +100,13 @@ def train_options(f):  # the options train and experiment share
             show_default=True,
             help="A training frame without a mask: stop, use the nearest, or empty.",
         ),
+        click.option(
+            "--cache-views",
+            type=int,
+            default=None,
+            help="Cache the frozen I3D prefix with K augmented views per clip (needs a config "
+            "frozen up to the SAP; default 2 for such configs (small), else 0 = off).",
+        ),
         click.option("--sport", default=None, help="AQA-7: train this sport class only."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bars."),
     ]
@@ -136,6 +143,7 @@ def _config(kw: dict, out: Path, masks: str):
         resnet_weights=str(kw["resnet_weights"]) if kw["resnet_weights"] else None,
         mask_fallback=kw["mask_fallback"],
         sport=kw["sport"],
+        cache_views=kw["cache_views"],
     )
 
 

@@ -43,7 +43,8 @@ class ClipConfig:
     num_queries: int = 6
     sigma: float = interp.SOFT_LABEL_SIGMA
     anchor: str = "centre"
-    stage2_stride: int = 4  # spatial stride of I3D at Stage 2 (224 -> 56)
+    stage2_stride: int = 4  # spatial stride of I3D at the SAP stage (Stage 2: 224 -> 56)
+    sap_temporal_stride: int = 2  # frames per step of A in time (Stage 2: 2, Eq. 3 pairs)
     shift: tuple[int, int] | None = None  # None: the dataset's default (SHIFTS)
 
     def __post_init__(self) -> None:
@@ -226,7 +227,9 @@ class ClipDataset(Dataset):
             if flip:
                 m = m[:, :, ::-1]
             targets = [
-                interp.mask_target(m[a : a + cfg.snippet_len], cfg.stage2_hw)
+                interp.mask_target(
+                    m[a : a + cfg.snippet_len], cfg.stage2_hw, cfg.sap_temporal_stride
+                )
                 for a in cfg.snippet_starts()
             ]
             item["mask_target"] = torch.from_numpy(np.stack(targets))
@@ -293,8 +296,12 @@ class PairDataset(Dataset):
     def __len__(self) -> int:
         return len(self.clips)
 
-    def __getitem__(self, i: int) -> tuple[dict, dict]:
+    def exemplar_row(self, i: int, epoch: int) -> int:
+        """The row (in ``clips``) of query ``i``'s training exemplar in ``epoch``."""
         s = self.clips.samples[i]
-        rng = np.random.default_rng([self.clips.seed, self.clips.epoch, i, 1])
+        rng = np.random.default_rng([self.clips.seed, epoch, i, 1])
         k = self.exemplars.training_exemplar(s, rng)
-        return self.clips[i], self.clips[self._row[self.exemplars.train[k].id]]
+        return self._row[self.exemplars.train[k].id]
+
+    def __getitem__(self, i: int) -> tuple[dict, dict]:
+        return self.clips[i], self.clips[self.exemplar_row(i, self.clips.epoch)]

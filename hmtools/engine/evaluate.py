@@ -12,7 +12,7 @@ from scipy.stats import spearmanr
 from hmtools import interpretations as interp
 from hmtools.datasets.clips import ClipConfig, ClipDataset, ExemplarIndex
 from hmtools.datasets.records import Sample
-from hmtools.models import UniFineParser
+from hmtools.models import Encoded, UniFineParser
 
 
 @dataclass
@@ -77,6 +77,17 @@ def step_tiou(
     return float(np.mean(ious))
 
 
+def _encode(model: UniFineParser, ds: ClipDataset, i: int, pc, device) -> tuple[dict, Encoded]:
+    """Item ``i`` of ``ds`` and its encoding, through the prefix cache ``pc`` when given."""
+    if pc is not None:
+        from hmtools.engine.cache import prefix_to
+
+        item = pc.item(i)
+        return item, model.encode(prefix=prefix_to(pc.prefix([item], "cpu"), device))
+    item = ds[i]
+    return item, model.encode(item["video"][None].to(device))
+
+
 @torch.no_grad()
 def evaluate(
     model: UniFineParser,
@@ -89,11 +100,14 @@ def evaluate(
     seed: int = 0,
     device: torch.device | str = "cpu",
     progress: bool = False,
+    caches: tuple | None = None,
 ) -> EvalResult:
     """Predict every test sample by voting over ``voters`` training exemplars (Eq. 10):
     ``y_hat = mean_j (F(X, Z_j) + y_Zj)``; with the ``dd`` regime the model regresses
     score / difficulty and the vote is multiplied by the query's difficulty. Exemplars are
-    encoded once and reused. Masks are never read."""
+    encoded once and reused. Masks are never read. ``caches``: optional
+    ``(test, train)`` :class:`~hmtools.engine.cache.PrefixCache` of the same test-time clips,
+    to reuse a frozen prefix across evaluations."""
     from tqdm import tqdm
 
     was_training = model.training
@@ -106,13 +120,14 @@ def evaluate(
     q_steps = query_steps(train, clip_cfg) if model.tap is not None else None
     rows, tious = [], []
     for i, s in enumerate(tqdm(test, desc="eval", unit="video", disable=not progress)):
-        item = test_ds[i]
-        enc = model.encode(item["video"][None].to(device))
+        item, enc = _encode(model, test_ds, i, caches and caches[0], device)
         ks = exemplars.test_exemplars(s, voters, np.random.default_rng([seed, i]))
         preds, base = [], []
         for k in ks:
             if k not in cache:
-                cache[k] = model.encode(train_ds[row[train[k].id]]["video"][None].to(device)).steps
+                cache[k] = _encode(model, train_ds, row[train[k].id], caches and caches[1], device)[
+                    1
+                ].steps
             ez = train[k]
             y_z = ez.final_score / ez.difficulty if dd else ez.final_score
             p, _ = model.regress(enc.steps, cache[k], torch.tensor([y_z], device=device))

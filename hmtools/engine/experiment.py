@@ -31,9 +31,10 @@ def gtm_vs_pm(base: TrainConfig, out: str | os.PathLike, *, progress: bool = Tru
         )
     out.mkdir(parents=True, exist_ok=True)
     report: dict = {}
+    prefixes: dict = {}  # the frozen I3D prefix does not depend on the masks: compute it once
     for layer in (LAYER_GTM, LAYER_PM):
         cfg = dataclasses.replace(base, masks=layer, out=str(out / layer))
-        res = train(cfg, progress=progress)
+        res = train(cfg, progress=progress, prefix_store=prefixes)
         final = res.history[-1]
         report[layer] = {
             "test_spearman_rho": final.get("test_spearman_rho"),

