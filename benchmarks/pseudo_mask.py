@@ -159,6 +159,14 @@ def speed() -> None:
                 f"    {label:<7} {name:<22} {fps:7.1f} frames/s   outside the forward pass "
                 f"{outside:6.1%}"
             )
+            if getattr(seg, "overlap_encode", False):  # the same without the encode thread
+                seg.overlap_encode = False
+                _, fps0, outside0 = run(seg, frames, gt)
+                seg.overlap_encode = True
+                print(
+                    f"    {label:<7} {name + ' inline':<22} {fps0:7.1f} frames/s   outside the "
+                    f"forward pass {outside0:6.1%}   (encode thread: {fps / fps0:.2f}x)"
+                )
 
 
 def _has_bp() -> bool:
