@@ -28,13 +28,6 @@ from hmtools.models.uni_fineparser import Prefix, UniFineParser
 log = logging.getLogger(__name__)
 
 
-def prefix_to(p: Prefix, device: torch.device | str) -> Prefix:
-    return Prefix(
-        p.features.to(device, non_blocking=True),
-        None if p.frames is None else p.frames.to(device, non_blocking=True),
-    )
-
-
 class PrefixCache:
     """Items of ``clips`` (a :class:`ClipDataset`) with ``video`` replaced by its frozen
     ``prefix`` (a batch-of-one :class:`Prefix`), per ``(index, view)``."""
@@ -60,12 +53,10 @@ class PrefixCache:
         self.views = views
         self.device = torch.device(device)
         self._store: dict[tuple[int, int], dict] = {}
-        self.bytes = 0
-        # prefixes by (train, seed, view, video id): two runs of one model config on the same
-        # clips (gtm and pm in `hmtools experiment`) share them; the rest of an item (its mask
-        # target above all) is always the run's own
+        # prefixes by (train, seed, view, video id, clip and model settings): two runs of one
+        # model config on the same clips (gtm and pm in `hmtools experiment`) share them; the
+        # rest of an item (its mask target above all) is always the run's own
         self.shared = shared if shared is not None else {}
-        self.computed = 0
 
     def __len__(self) -> int:
         return len(self._store)
@@ -95,14 +86,12 @@ class PrefixCache:
                 if p.frames is not None:  # exactly the clip's uint8 pixels: store them so
                     frames = ((p.frames + 1.0) * 127.5).round().to(torch.uint8).cpu()
                 prefix = self.shared[skey] = Prefix(p.features.cpu(), frames)
-                self.computed += 1
             entry = {k: v for k, v in it.items() if k != "video"}
             entry["prefix"] = prefix
             self._store[key] = entry
-            frames = prefix.frames
-            size = prefix.features.numel() * prefix.features.element_size()
-            size += 0 if frames is None else frames.numel()
             if len(self._store) == 1:
+                size = prefix.features.numel() * prefix.features.element_size()
+                size += 0 if prefix.frames is None else prefix.frames.numel()
                 full = size * self.views * len(self.clips)
                 log.info(
                     "prefix cache: %.1f MB per clip view, %.2f GB for %d clips x %d views",
@@ -111,7 +100,6 @@ class PrefixCache:
                     len(self.clips),
                     self.views,
                 )
-            self.bytes += size
         return entry
 
     def prefix(self, entries: list[dict], device: torch.device | str) -> Prefix:

@@ -80,10 +80,8 @@ def step_tiou(
 def _encode(model: UniFineParser, ds: ClipDataset, i: int, pc, device) -> tuple[dict, Encoded]:
     """Item ``i`` of ``ds`` and its encoding, through the prefix cache ``pc`` when given."""
     if pc is not None:
-        from hmtools.engine.cache import prefix_to
-
         item = pc.item(i)
-        return item, model.encode(prefix=prefix_to(pc.prefix([item], "cpu"), device))
+        return item, model.encode(prefix=pc.prefix([item], device))
     item = ds[i]
     return item, model.encode(item["video"][None].to(device))
 
