@@ -78,9 +78,8 @@ class UniFineParser(nn.Module):
             self.freeze_batchnorm()
         if not 0 <= cfg.frozen_stages <= len(STAGES):
             raise ValueError(f"frozen_stages must be 0..{len(STAGES)}, not {cfg.frozen_stages}")
-        for st in list(STAGES)[: cfg.frozen_stages]:
-            for name in STAGES[st]:
-                getattr(self.i3d, name).requires_grad_(False)
+        for m in self._frozen_modules():
+            m.requires_grad_(False)
 
     def freeze_batchnorm(self) -> None:
         """Every BatchNorm (I3D and SVE) in eval mode with frozen affine parameters: batches of
@@ -96,9 +95,8 @@ class UniFineParser(nn.Module):
         super().train(mode)
         if self.cfg.freeze_bn:
             self.freeze_batchnorm()
-        for st in list(STAGES)[: self.cfg.frozen_stages]:  # frozen stages never change
-            for name in STAGES[st]:
-                getattr(self.i3d, name).eval()
+        for m in self._frozen_modules():  # frozen stages never change
+            m.eval()
         return self
 
     # -- encoding -------------------------------------------------------------------------
@@ -112,6 +110,11 @@ class UniFineParser(nn.Module):
             )
         sn = torch.stack([video[:, :, s : s + c.snippet_len] for s in starts], 1)
         return sn.flatten(0, 1)
+
+    def _frozen_modules(self) -> list[nn.Module]:
+        """The I3D modules of Stages 1..``frozen_stages``."""
+        stages = list(STAGES)[: self.cfg.frozen_stages]
+        return [getattr(self.i3d, name) for st in stages for name in STAGES[st]]
 
     def _split(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         stages = tuple(STAGES)
