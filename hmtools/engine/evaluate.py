@@ -123,9 +123,8 @@ def evaluate(
         preds, base = [], []
         for k in ks:
             if k not in cache:
-                cache[k] = _encode(model, train_ds, row[train[k].id], caches and caches[1], device)[
-                    1
-                ].steps
+                pc = caches and caches[1]
+                cache[k] = _encode(model, train_ds, row[train[k].id], pc, device)[1].steps
             ez = train[k]
             y_z = ez.final_score / ez.difficulty if dd else ez.final_score
             p, _ = model.regress(enc.steps, cache[k], torch.tensor([y_z], device=device))
