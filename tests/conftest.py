@@ -132,3 +132,19 @@ def kinetics_available() -> bool:
     except InputError:
         return False
     return True
+
+
+def synth_train_config(root: Path, out: Path, **kw: object):
+    """A :class:`TrainConfig` for a dataset made by ``hmtools synth`` at ``root``."""
+    from hmtools.engine import TrainConfig
+
+    base: dict = dict(
+        dataset="finediving",
+        data_root=str(root / "frames"),
+        annotations=str(root / "Annotations"),
+        masks_file=str(root / "Synth-HM.h5"),
+        masks="gtm",
+        out=str(out),
+    )
+    base.update(kw)
+    return TrainConfig(**base)

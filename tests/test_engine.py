@@ -18,20 +18,15 @@ from hmtools.engine import TrainConfig, evaluate_run, train
 from hmtools.engine.experiment import gtm_vs_pm
 from hmtools.errors import HMError, InputError
 from hmtools.masks import MaskStore, StoreWriter
-from tests.conftest import kinetics_available, store_with_pm
+from tests.conftest import kinetics_available, store_with_pm, synth_train_config
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _cfg(root: Path, out: Path, **kw) -> TrainConfig:
-    base = dict(
-        dataset="finediving",
-        data_root=str(root / "frames"),
-        annotations=str(root / "Annotations"),
-        masks_file=str(root / "Synth-HM.h5"),
-        masks="gtm",
+    """The plumbing tests' run: the tiny config from scratch, 2 short epochs."""
+    base: dict = dict(
         model="tiny",
-        out=str(out),
         epochs=2,
         warmup_epochs=1,
         workers=0,
@@ -41,7 +36,7 @@ def _cfg(root: Path, out: Path, **kw) -> TrainConfig:
         i3d_weights="none",
     )
     base.update(kw)
-    return TrainConfig(**base)
+    return synth_train_config(root, out, **base)
 
 
 @pytest.mark.slow

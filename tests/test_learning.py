@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 
 from hmtools.datasets.synth import generate
-from hmtools.engine import TrainConfig, train
-from tests.conftest import kinetics_available
+from hmtools.engine import train
+from tests.conftest import kinetics_available, synth_train_config
 
 
 @pytest.mark.slow
@@ -21,18 +21,8 @@ from tests.conftest import kinetics_available
 def test_small_config_learns_execution_on_held_out_dives(tmp_path):
     root = tmp_path / "synth"
     generate(root, 160, 1, height=128, progress=False)
-    cfg = TrainConfig(
-        dataset="finediving",
-        data_root=str(root / "frames"),
-        annotations=str(root / "Annotations"),
-        masks_file=str(root / "Synth-HM.h5"),
-        masks="gtm",
-        model="small",
-        out=str(tmp_path / "run"),
-        epochs=20,
-        warmup_epochs=1,
-        workers=0,
-        eval_every=20,
+    cfg = synth_train_config(
+        root, tmp_path / "run", model="small", epochs=20, warmup_epochs=1, workers=0, eval_every=20
     )
     res = train(cfg, progress=False)
     final = res.history[-1]
