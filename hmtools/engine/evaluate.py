@@ -116,15 +116,15 @@ def evaluate(
     cache: dict[int, torch.Tensor] = {}
     dd = exemplars.selection == "dd"
     q_steps = query_steps(train, clip_cfg) if model.tap is not None else None
+    test_pc, train_pc = caches if caches is not None else (None, None)
     rows, tious = [], []
     for i, s in enumerate(tqdm(test, desc="eval", unit="video", disable=not progress)):
-        item, enc = _encode(model, test_ds, i, caches and caches[0], device)
+        item, enc = _encode(model, test_ds, i, test_pc, device)
         ks = exemplars.test_exemplars(s, voters, np.random.default_rng([seed, i]))
         preds, base = [], []
         for k in ks:
             if k not in cache:
-                pc = caches and caches[1]
-                cache[k] = _encode(model, train_ds, row[train[k].id], pc, device)[1].steps
+                cache[k] = _encode(model, train_ds, row[train[k].id], train_pc, device)[1].steps
             ez = train[k]
             y_z = ez.final_score / ez.difficulty if dd else ez.final_score
             p, _ = model.regress(enc.steps, cache[k], torch.tensor([y_z], device=device))
