@@ -2,13 +2,16 @@
 
 (a) mean IoU against ground truth for every weight-free segmenter candidate (tracker from the
     first frame's true box, as an annotator's first-frame prompt), on the DAVIS dance-twirl
-    sequence (../shared/data, skipped if absent) and on synthetic videos (`hmtools synth`);
+    sequence (../shared/data, skipped if absent) and on synthetic videos (`hmtools synth`).
+    With ``--oracle`` also each segmenter given the true box in every frame (no tracker: what the
+    segmenter alone can do), and the 1-pixel ceiling: the IoU of the ground truth with itself grown
+    or shrunk by one pixel (how much a uniform one-pixel boundary error costs at this size);
 (b) throughput (frames/s) on a rendered dive at 256-px height and at 720p, and the share of wall
     time spent outside the segmenter's forward pass (tracking, mask boxes, bookkeeping), for the
     weight-free default and for a small random-weight SAM built from segment_anything's modules
     (at 256 px).
 
-Usage: python benchmarks/pseudo_mask.py [--videos 8] [--height 256] [--parts ab]
+Usage: python benchmarks/pseudo_mask.py [--videos 8] [--height 256] [--parts ab] [--oracle]
 """
 
 from __future__ import annotations
@@ -104,19 +107,46 @@ def run(seg, frames, gt) -> tuple[float, float, float]:
     )
 
 
+def run_oracle(seg, frames, gt) -> float:
+    """Mean IoU over the frames with a non-empty ground truth, the true box as the prompt."""
+    if hasattr(seg, "begin_video"):
+        seg.begin_video(frames)
+    states, prev, ious = seg.encode(frames), None, []
+    for state, g in zip(states, gt, strict=True):
+        if g.any():
+            m, _ = seg.segment(state, mask_box(g), prev)
+            prev = (state, m)
+            ious.append(iou(m > 0, g))
+    return float(np.mean(ious))
+
+
+def one_pixel_ceiling(videos: list) -> tuple[float, float]:
+    """Mean IoU of the ground truth with itself dilated / eroded by one pixel (3x3)."""
+    k = np.ones((3, 3), np.uint8)
+    grown, shrunk = [], []
+    for _, gt in videos:
+        for g in gt:
+            if g.any():
+                g8 = g.astype(np.uint8)
+                grown.append(iou(cv2.dilate(g8, k) > 0, g))
+                shrunk.append(iou(cv2.erode(g8, k) > 0, g))
+    return float(np.mean(grown)), float(np.mean(shrunk))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--videos", type=int, default=8)
     ap.add_argument("--height", type=int, default=256)
     ap.add_argument("--parts", default="ab", help="which parts to run: a, b or ab")
+    ap.add_argument("--oracle", action="store_true", help="(a) also with the true box per frame")
     args = ap.parse_args()
     if "a" in args.parts:
-        quality(args.videos, args.height)
+        quality(args.videos, args.height, args.oracle)
     if "b" in args.parts:
         speed()
 
 
-def quality(n_videos: int, height: int) -> None:
+def quality(n_videos: int, height: int, oracle: bool = False) -> None:
     seqs = sequences(n_videos, height)
     print("(a) mean IoU vs ground truth (tracker from the first frame's true box)")
     print(f"    {'segmenter':<14}" + "".join(f"{k:>34}" for k in seqs))
@@ -133,6 +163,12 @@ def quality(n_videos: int, height: int) -> None:
                 f"{np.mean([r[0] for r in res]):.3f} ({np.mean([r[1] for r in res]):.1f} fps)"
             )
         print(f"    {name:<14}" + "".join(f"{c:>34}" for c in cells))
+        if oracle:
+            cells = [f"{np.mean([run_oracle(seg, f, g) for f, g in v]):.3f}" for v in seqs.values()]
+            print(f"    {'  true boxes':<14}" + "".join(f"{c:>34}" for c in cells))
+    if oracle:
+        cells = ["{:.3f} / {:.3f}".format(*one_pixel_ceiling(v)) for v in seqs.values()]
+        print(f"    {'GT +/-1 px':<14}" + "".join(f"{c:>34}" for c in cells))
 
 
 def speed() -> None:

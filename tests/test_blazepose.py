@@ -49,3 +49,18 @@ def test_blazepose_sees_nobody_in_an_empty_scene():
     frame = np.full((240, 320, 3), 120, np.uint8)
     m, s = seg.segment(frame, (100, 60, 80, 120), None)
     assert s < 0.5 and not m.any()
+
+
+def test_doubtful_masks_are_kept_only_where_the_tracker_agrees():
+    """Below the presence threshold a mask survives only as the parts touching the tracker box
+    that fill it and line up with it."""
+    m = np.zeros((100, 100), np.uint8)
+    m[20:60, 30:50] = 1  # the diver, in the box
+    m[80:95, 80:95] = 1  # a splash elsewhere
+    kept = blazepose.agreeing_parts(m, (28, 18, 24, 44))
+    assert kept[20:60, 30:50].all() and not kept[80:, 80:].any()
+    assert not blazepose.agreeing_parts(m, (0, 0, 90, 90)).any()  # a sliver of a big box
+    assert not blazepose.agreeing_parts(m, (60, 0, 30, 30)).any()  # nothing touches the box
+    edge = np.zeros((100, 100), np.uint8)
+    edge[0:40, 0:30] = 1  # touches the box but lies mostly beside it
+    assert not blazepose.agreeing_parts(edge, (25, 10, 30, 40)).any()

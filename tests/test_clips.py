@@ -62,6 +62,32 @@ def test_deterministic_per_epoch_and_index(synth_small):
     assert "mask_target" not in test[0]  # evaluation never reads masks
 
 
+def test_item_without_video_reads_no_frame(synth_small, monkeypatch):
+    """The prefix cache asks for items without frames when it already holds their prefix: the
+    rest of the item (mask target of the same crop and flip, labels, score) is unchanged."""
+    ds = ClipDataset(
+        _samples(synth_small),
+        SMALL,
+        train=True,
+        masks_file=synth_small / "Synth-HM.h5",
+        layer="gtm",
+        seed=3,
+    )
+    for epoch in range(4):  # several crops / flips / shifts
+        ds.set_epoch(epoch)
+        full = ds[2]
+        with monkeypatch.context() as m:
+            m.setattr("hmtools.datasets.clips._read_frame", _no_read)
+            light = ds.item(2, video=False)
+        assert set(full) - set(light) == {"video"}
+        for k, v in light.items():
+            assert np.array_equal(np.asarray(v), np.asarray(full[k])), k
+
+
+def _no_read(*a, **k):
+    raise AssertionError("a frame was read")
+
+
 def _mask_video_dataset(tmp_path, n_frames=40):
     """Frames that *are* their masks, so frame and mask transforms can be compared."""
     ann = tmp_path / "Annotations"

@@ -8,8 +8,14 @@ models`` (or ``$HMTOOLS_MODELS``).
 
 Per frame, a square region around the tracker box (1.35x its longer side) is warped to the
 model's 256x256 input, the 256x256 segmentation logits are warped back, and pixels with
-probability > 0.5 inside the region form the mask; the model's pose-presence flag is the score,
-and below ``min_presence`` the mask is empty (nobody in the box).
+probability > 0.5 inside the region form the mask; the model's pose-presence flag is the score.
+Below ``min_presence`` the model doubts there is a person (a blurred, tucked or upside-down
+diver often scores low while its mask is still usable): the mask is kept only where the tracker
+agrees -- the parts touching the tracker box, if they fill a fair share of it and their box
+overlaps it (:func:`agreeing_parts`) -- and where the segmentation itself is confident (mean
+person probability of its pixels >= ``min_confidence``; the head paints a blob of ~0.8 into an
+empty or noise image); else it is empty (nobody in the box, e.g. under water).
+Either way the low presence stays the frame's score, so annotators see these frames first.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hmtools.annotation.trackers import Box
+from hmtools.annotation.trackers import Box, box_iou, clip_box, mask_box
 from hmtools.errors import InputError
 
 MODEL_FILE = "pose_landmark_full.tflite"
@@ -77,6 +83,9 @@ class BlazePoseSegmenter:
         grow: float = 1.35,
         threads: int = 2,
         min_presence: float = 0.5,
+        min_fill: float = 0.15,
+        min_box_iou: float = 0.5,
+        min_confidence: float = 0.85,
     ):
         p = Path(path) if path else model_path()
         if p is None or not p.exists():
@@ -96,11 +105,15 @@ class BlazePoseSegmenter:
         self._flag = next(d["index"] for d in outs.values() if tuple(d["shape"]) == (1, 1))
         self.grow = grow
         self.min_presence = min_presence
+        self.min_fill, self.min_box_iou = min_fill, min_box_iou
+        self.min_confidence = min_confidence
 
     def encode(self, frames: list[np.ndarray]) -> list[object]:
         return list(frames)
 
-    def _run(self, frame: np.ndarray, box: Box, grow: float) -> tuple[np.ndarray, float]:
+    def _run(self, frame: np.ndarray, box: Box, grow: float) -> tuple[np.ndarray, float, float]:
+        """(mask, presence, confidence): confidence is the mean probability of the pixels the
+        model calls person (~0.8 on an empty or noise image, ~0.9-0.96 on people)."""
         h, w = frame.shape[:2]
         x, y, bw, bh = box
         cx, cy, side = x + bw / 2, y + bh / 2, max(bw, bh, 8.0) * grow
@@ -115,7 +128,11 @@ class BlazePoseSegmenter:
         back = cv2.warpAffine(
             logits, cv2.invertAffineTransform(M), (w, h), flags=cv2.INTER_LINEAR, borderValue=-30.0
         )
-        return (back > 0).astype(np.uint8), presence
+        fg = logits > 0
+        conf = (
+            float(1.0 / (1.0 + np.exp(-np.clip(logits[fg], -30, 30))).mean()) if fg.any() else 0.0
+        )
+        return (back > 0).astype(np.uint8), presence, conf
 
     def segment(
         self, state: object, box: Box, prev: tuple[object, np.ndarray] | None
@@ -123,13 +140,38 @@ class BlazePoseSegmenter:
         """Segment in the box's region; when the model sees nobody there, look again in 2x and
         3x wider regions (the tracker may have fallen behind a fast dive)."""
         frame = np.asarray(state)
-        best = (np.zeros(frame.shape[:2], np.uint8), 0.0)
+        best = (np.zeros(frame.shape[:2], np.uint8), 0.0, 0.0)
         for grow in (self.grow, self.grow * 2, self.grow * 3):
-            mask, presence = self._run(frame, box, grow)
-            if presence > best[1]:
-                best = (mask, presence)
-            if presence >= self.min_presence:
+            run = self._run(frame, box, grow)
+            if run[1] > best[1]:
+                best = run
+            if run[1] >= self.min_presence:
                 break
-        if best[1] < self.min_presence:  # nobody (e.g. the diver is under water)
-            return np.zeros(frame.shape[:2], np.uint8), best[1]
-        return best
+        mask, presence, conf = best
+        if presence >= self.min_presence:
+            return mask, presence
+        if conf < self.min_confidence:  # nobody: the model only guesses
+            return np.zeros_like(mask), presence
+        return agreeing_parts(mask, box, self.min_fill, self.min_box_iou), presence
+
+
+def agreeing_parts(
+    mask: np.ndarray, box: Box, min_fill: float = 0.15, min_box_iou: float = 0.5
+) -> np.ndarray:
+    """The connected parts of ``mask`` that touch ``box``, if together they cover at least
+    ``min_fill`` of the box and their bounding box overlaps it with IoU >= ``min_box_iou``;
+    otherwise an empty mask."""
+    h, w = mask.shape
+    x, y, bw, bh = clip_box(box, w, h)
+    x0, y0, x1, y1 = int(x), int(y), int(np.ceil(x + bw)), int(np.ceil(y + bh))
+    n, lab = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    touching = np.unique(lab[y0:y1, x0:x1])
+    out = np.isin(lab, touching[touching > 0]).astype(np.uint8)
+    mb = mask_box(out)
+    if (
+        mb is None
+        or out[y0:y1, x0:x1].sum() < min_fill * bw * bh
+        or box_iou(mb, (x, y, bw, bh)) < min_box_iou
+    ):
+        return np.zeros_like(out)
+    return out

@@ -176,15 +176,17 @@ class ClipDataset(Dataset):
         return s.frame_labels[np.clip(pos, 0, len(s.frame_labels) - 1)]
 
     def __getitem__(self, i: int) -> dict:
+        return self.item(i)
+
+    def item(self, i: int, video: bool = True) -> dict:
+        """Sample ``i`` in the current epoch; ``video=False`` leaves out the frames (not even
+        read: the frozen-prefix cache already holds them) and keeps everything else identical
+        (the augmentation's random draws do not depend on the pixels)."""
         s = self.samples[i]
         cfg = self.cfg
         rng = np.random.default_rng([self.seed, self.epoch, i])
         files, pos = self.positions(s, rng)
         frame_numbers = [files[p][0] for p in pos]
-        imgs = {}
-        for p in sorted(set(pos.tolist())):
-            imgs[p] = _read_frame(files[p][1], cfg.resize_hw)
-        video = np.stack([imgs[p] for p in pos])  # L, H, W, 3 (BGR)
         H, W = cfg.resize_hw
         if self.train:
             y0 = int(rng.integers(0, H - cfg.crop + 1))
@@ -192,18 +194,21 @@ class ClipDataset(Dataset):
             flip = bool(rng.random() < 0.5)
         else:
             y0, x0, flip = (H - cfg.crop) // 2, (W - cfg.crop) // 2, False
-        video = video[:, y0 : y0 + cfg.crop, x0 : x0 + cfg.crop, ::-1]  # crop, BGR -> RGB
-        if flip:
-            video = video[:, :, ::-1]
         item: dict = {
             "index": i,
             "id": format_video_id(s.id),
-            "video": torch.from_numpy(
-                np.ascontiguousarray(video.transpose(3, 0, 1, 2)).astype(np.float32) / 127.5 - 1.0
-            ),
             "score": torch.tensor(s.final_score, dtype=torch.float32),
             "difficulty": torch.tensor(s.difficulty if s.difficulty else 1.0, dtype=torch.float32),
         }
+        if video:
+            imgs = {p: _read_frame(files[p][1], cfg.resize_hw) for p in sorted(set(pos.tolist()))}
+            clip = np.stack([imgs[p] for p in pos])  # L, H, W, 3 (BGR)
+            clip = clip[:, y0 : y0 + cfg.crop, x0 : x0 + cfg.crop, ::-1]  # crop, BGR -> RGB
+            if flip:
+                clip = clip[:, :, ::-1]
+            item["video"] = torch.from_numpy(
+                np.ascontiguousarray(clip.transpose(3, 0, 1, 2)).astype(np.float32) / 127.5 - 1.0
+            )
         labels = self.labels_at(s, pos)
         if labels is not None:
             trans = interp.sampled_transitions(labels)

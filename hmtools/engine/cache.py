@@ -23,6 +23,7 @@ import torch
 
 from hmtools.datasets.clips import ClipDataset
 from hmtools.errors import InputError
+from hmtools.masks import format_video_id
 from hmtools.models.uni_fineparser import Prefix, UniFineParser
 
 log = logging.getLogger(__name__)
@@ -68,17 +69,17 @@ class PrefixCache:
         entry = self._store.get(key)
         if entry is None:
             self.clips.set_epoch(view)
-            it = self.clips[i]
             c = self.model.cfg
             skey = (
                 self.clips.train,
                 self.clips.seed,
                 view,
-                it["id"],
+                format_video_id(self.clips.samples[i].id),
                 repr(self.clips.cfg),
                 (c.sap_stage, c.i3d_width, c.use_sve),
             )
             prefix = self.shared.get(skey)
+            it = self.clips.item(i, video=prefix is None)  # frames only to compute a prefix
             if prefix is None:
                 with torch.no_grad():
                     p = self.model.encode_prefix(it["video"][None].to(self.device))
