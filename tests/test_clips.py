@@ -20,14 +20,20 @@ def _samples(root, split="train"):
     return [x for x in s if x.split == split] if split else s
 
 
-def test_paper_config_shapes(synth_small):
-    ds = ClipDataset(
-        _samples(synth_small),
-        ClipConfig(),
-        train=True,
-        masks_file=synth_small / "Synth-HM.h5",
+def _synth_clips(root, cfg, split="train", seed=0):
+    """Clips of a `hmtools synth` dataset with its gtm masks (train augmentation for train)."""
+    return ClipDataset(
+        _samples(root, split),
+        cfg,
+        train=split == "train",
+        masks_file=root / "Synth-HM.h5",
         layer="gtm",
+        seed=seed,
     )
+
+
+def test_paper_config_shapes(synth_small):
+    ds = _synth_clips(synth_small, ClipConfig())
     it = ds[0]
     assert it["video"].shape == (3, 103, 224, 224)
     assert it["video"].min() >= -1 and it["video"].max() <= 1
@@ -37,14 +43,7 @@ def test_paper_config_shapes(synth_small):
 
 
 def test_deterministic_per_epoch_and_index(synth_small):
-    ds = ClipDataset(
-        _samples(synth_small),
-        SMALL,
-        train=True,
-        masks_file=synth_small / "Synth-HM.h5",
-        layer="gtm",
-        seed=3,
-    )
+    ds = _synth_clips(synth_small, SMALL, seed=3)
     a, b = ds[1], ds[1]
     assert np.array_equal(a["video"], b["video"])
     differs = False
@@ -52,27 +51,14 @@ def test_deterministic_per_epoch_and_index(synth_small):
         ds.set_epoch(e)
         differs |= not np.array_equal(ds[1]["video"], a["video"])
     assert differs  # crops/flips/shifts change between epochs
-    test = ClipDataset(
-        _samples(synth_small, "test"),
-        SMALL,
-        train=False,
-        masks_file=synth_small / "Synth-HM.h5",
-        layer="gtm",
-    )
+    test = _synth_clips(synth_small, SMALL, split="test")
     assert "mask_target" not in test[0]  # evaluation never reads masks
 
 
 def test_item_without_video_reads_no_frame(synth_small, monkeypatch):
     """The prefix cache asks for items without frames when it already holds their prefix: the
     rest of the item (mask target of the same crop and flip, labels, score) is unchanged."""
-    ds = ClipDataset(
-        _samples(synth_small),
-        SMALL,
-        train=True,
-        masks_file=synth_small / "Synth-HM.h5",
-        layer="gtm",
-        seed=3,
-    )
+    ds = _synth_clips(synth_small, SMALL, seed=3)
     for epoch in range(4):  # several crops / flips / shifts
         ds.set_epoch(epoch)
         full = ds[2]
