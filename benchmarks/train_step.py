@@ -4,8 +4,7 @@
     (forward + backward of one pair) for the tiny, small and full configs on CPU -- the loader
     should deliver at least 2x what the model consumes; for the small config also the step
     rate from cached frozen prefixes (``--cache-views``, what its training runs after the first
-    views) and its ratio to the uncached step, with the I3D max-pools on channels-last copies
-    (the default on CPU) and without;
+    views) and its ratio to the uncached step;
 (b) DDP with 2 gloo processes vs 1 process on the same global batch: throughput ratio.
 
 Usage: python benchmarks/train_step.py [--videos 12] [--skip-full] [--skip-ddp]
@@ -29,7 +28,6 @@ from hmtools.datasets.synth import generate
 from hmtools.engine import TrainConfig
 from hmtools.engine.train import load_data
 from hmtools.models import build_model
-from hmtools.models.i3d import MaxPool3dSame
 
 
 def loader_rate(pairs: PairDataset, n: int) -> float:
@@ -106,13 +104,6 @@ def main() -> None:
             print(
                 f"    {name:<6} from cached prefixes: {cr:.3f} pair steps/s = "
                 f"{cr / sr:.1f}x the uncached step"
-            )
-            MaxPool3dSame.channels_last = False  # the same step with PyTorch's default pooling
-            c0 = step_rate(model, pairs, 10, cached=True)
-            MaxPool3dSame.channels_last = True
-            print(
-                f"    {name:<6} cached step with channels-last max-pools {cr:.3f} vs default "
-                f"{c0:.3f} pair steps/s = {cr / c0:.2f}x"
             )
     if args.skip_ddp:
         return

@@ -100,14 +100,7 @@ class Unit3D(nn.Module):
 
 
 class MaxPool3dSame(nn.Module):
-    """Max-pool with TF SAME padding (padded with -inf, so borders never win).
-
-    On CPU the pooling runs on a channels-last copy: PyTorch's CPU ``max_pool3d`` (forward and
-    above all backward) is 1.2-2.6x faster in that layout even counting the two copies, with
-    identical outputs (``benchmarks/train_step.py``; it was ~36 % of the small config's cached
-    Stage-4 forward). ``channels_last = False`` turns it off."""
-
-    channels_last = True
+    """Max-pool with TF SAME padding (padded with -inf, so borders never win)."""
 
     def __init__(self, kernel: tuple[int, int, int], stride: tuple[int, int, int]):
         super().__init__()
@@ -117,10 +110,7 @@ class MaxPool3dSame(nn.Module):
         x = F.pad(
             x, same_padding(tuple(x.shape[2:]), self.kernel, self.stride), value=float("-inf")
         )
-        if not (self.channels_last and x.device.type == "cpu"):
-            return F.max_pool3d(x, self.kernel, self.stride)
-        x = x.contiguous(memory_format=torch.channels_last_3d)
-        return F.max_pool3d(x, self.kernel, self.stride).contiguous()
+        return F.max_pool3d(x, self.kernel, self.stride)
 
 
 class Mixed(nn.Module):
