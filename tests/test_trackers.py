@@ -66,6 +66,48 @@ def test_reacquires_after_occlusion():
     assert found
 
 
+def _lost_and_back(tr: FlowTracker, hidden: range, back: int) -> tuple[list[int], int, float]:
+    """Track 3 frames, hide the athlete for ``hidden`` frames, show it again for ``back``;
+    returns the frames on which the tracker searched, the first frame it is not lost after the
+    return and its box's IoU with the truth then."""
+    f0, m0 = _scene(0)
+    tr.init(f0, mask_box(m0))
+    searches: list[int] = []
+    match, t = tr._match, 0
+
+    def counting(gray, window):
+        searches.append(t)
+        return match(gray, window)
+
+    tr._match = counting  # type: ignore[method-assign]
+    for t in range(1, hidden.stop + back):
+        f, m = _scene(t, hidden=t in hidden)
+        box, _ = tr.update(f)
+        if t >= hidden.stop and not tr.lost:
+            return searches, t, box_iou(box, mask_box(m))
+        tr.correct(m if t < hidden.start else np.zeros(f.shape[:2], np.uint8))
+    return searches, -1, 0.0
+
+
+def test_long_absence_searches_less_but_still_reacquires():
+    """Lost for long (under water after the entry), the tracker searches on every frame for
+    ``patient_for`` frames, then on every ``retry_every``-th; it finds the athlete again at most
+    ``retry_every - 1`` frames later than a tracker searching on every frame, as well."""
+    kw: dict = dict(lost_after=2, empty_lost_after=3)
+    hidden = range(4, 16)
+    every, t_every, iou_every = _lost_and_back(FlowTracker(patient_for=10**9, **kw), hidden, 6)
+    some, t_some, iou_some = _lost_and_back(
+        FlowTracker(patient_for=2, retry_every=3, **kw), hidden, 6
+    )
+    first = some[0]
+    assert every[: len(hidden) - 3] == list(range(first, first + len(hidden) - 3)), every
+    assert some[:2] == [first, first + 1], some
+    gaps = np.diff(some[1:])
+    assert len(gaps) >= 2 and (gaps == 3).all(), some
+    assert t_every >= hidden.stop and t_every <= t_some <= t_every + 2, (t_every, t_some)
+    assert iou_some >= iou_every - 0.1 and iou_some >= 0.4, (iou_every, iou_some)
+
+
 def test_opencv_trackers_offered():
     names = available_trackers()
     assert "flow" in names and "mil" in names
