@@ -121,6 +121,31 @@ def _ncc(image: np.ndarray, templ: np.ndarray, mask: np.ndarray) -> tuple[float,
     return float(r[y, x]), (int(x), int(y))
 
 
+def _ncc_coarse_to_fine(
+    image: np.ndarray, templ: np.ndarray, mask: np.ndarray, radius: int = 3
+) -> tuple[float, tuple[int, int]]:
+    """:func:`_ncc` searched at half resolution first, then at full resolution within
+    ``radius`` pixels of the coarse best: a sixteenth of the correlation work for a whole-frame
+    search (a tracker that lost the athlete searches often). Small templates, which halving
+    would blur away, are searched at full resolution directly. The score is the full-resolution
+    one, so thresholds mean the same as with :func:`_ncc`."""
+    th, tw = templ.shape[:2]
+    ih, iw = image.shape[:2]
+    if min(th, tw) < 24 or (ih - th + 1) * (iw - tw + 1) < 64 * radius * radius:
+        return _ncc(image, templ, mask)
+    half = (iw // 2, ih // 2)
+    small = cv2.resize(image, half, interpolation=cv2.INTER_AREA)
+    ts = cv2.resize(templ, (tw // 2, th // 2), interpolation=cv2.INTER_AREA)
+    ms = cv2.resize(mask, (tw // 2, th // 2), interpolation=cv2.INTER_NEAREST)
+    _, (cx, cy) = _ncc(small, ts, ms)
+    x0, y0 = max(0, 2 * cx - radius), max(0, 2 * cy - radius)
+    x1, y1 = min(iw, 2 * cx + radius + tw + 1), min(ih, 2 * cy + radius + th + 1)
+    if x1 - x0 < tw or y1 - y0 < th:
+        return _ncc(image, templ, mask)
+    score, (fx, fy) = _ncc(image[y0:y1, x0:x1], templ, mask)
+    return score, (fx + x0, fy + y0)
+
+
 class FlowTracker:
     """Lucas-Kanade point tracker with template re-acquisition (see module doc).
 
@@ -233,7 +258,7 @@ class FlowTracker:
             )
             if ts.shape[0] >= gray.shape[0] or ts.shape[1] >= gray.shape[1] or min(ts.shape) < 4:
                 continue
-            mx, loc = _ncc(gray, ts, tm)
+            mx, loc = _ncc_coarse_to_fine(gray, ts, tm)
             if mx > best:
                 best, best_loc, best_scale = mx, loc, s
         if best >= self.reacquire_threshold:
