@@ -31,6 +31,8 @@ def test_demo_runs_the_whole_pipeline(tmp_path):
         assert set(st.layer_names()) >= {"gtm", "pm"} and len(st.video_ids()) == 24
     md = (out / "experiment" / "report.md").read_text()
     assert f"{rep['gtm']['test_spearman_rho']:.4f}" in md
+    d = rep["gtm_minus_pm_rho"]  # is the gap more than the test set's chance?
+    assert d["test_videos"] >= 3 and f"{d['estimate']:.3f}, 95 % bootstrap interval" in res.output
     assert cv2.imread(str(out / "experiment" / "report.png")).std() > 5
     assert (out / "stats" / "report.md").exists()
     assert str(out / "experiment" / "report.md") in res.output

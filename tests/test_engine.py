@@ -220,7 +220,19 @@ def test_experiment_gtm_vs_pm_report(synth_small, tmp_path):
         assert set(data[layer]) >= {"test_spearman_rho", "test_rl2_x100"}
         assert -1 <= data[layer]["test_spearman_rho"] <= 1 and data[layer]["test_rl2_x100"] >= 0
     assert 0.2 < data["mask_iou_pm_vs_gtm"] < 0.999 and data == json.loads(json.dumps(rep))
+    # bootstrap intervals over the test videos, from the final epoch's predictions
+    preds = pd.read_csv(tmp_path / "exp" / "gtm" / "predictions_last.csv")
+    for layer in ("gtm", "pm"):
+        lo, hi = data[layer]["test_spearman_rho_ci95"]
+        assert -1 <= lo < hi <= 1
+    d = data["gtm_minus_pm_rho"]
+    assert d["test_videos"] == len(preds) and d["ci95"][0] <= d["ci95"][1]
+    assert d["estimate"] == pytest.approx(
+        data["gtm"]["test_spearman_rho"] - data["pm"]["test_spearman_rho"], abs=1e-9
+    )
+    assert 0 <= d["share_of_resamples_gtm_better"] <= 1
     md = (tmp_path / "exp" / "report.md").read_text()
+    assert "95 % paired bootstrap interval" in md and f"{d['estimate']:.3f}" in md
     assert "| GTM (ground truth) |" in md and "| PM (pseudo) |" in md
     assert f"{data['mask_iou_pm_vs_gtm']:.4f}" in md
     assert cv2.imread(str(tmp_path / "exp" / "report.png")).std() > 5

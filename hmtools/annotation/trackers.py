@@ -122,7 +122,7 @@ def _ncc(image: np.ndarray, templ: np.ndarray, mask: np.ndarray) -> tuple[float,
 
 
 def _ncc_coarse_to_fine(
-    image: np.ndarray, templ: np.ndarray, mask: np.ndarray, radius: int = 3
+    image: np.ndarray, templ: np.ndarray, mask: np.ndarray, radius: int = 1
 ) -> tuple[float, tuple[int, int]]:
     """:func:`_ncc` searched at half resolution first, then at full resolution within
     ``radius`` pixels of the coarse best: a sixteenth of the correlation work for a whole-frame
@@ -153,7 +153,10 @@ class FlowTracker:
     tracker from the first true box, ``benchmarks/pseudo_mask.py``) 40 points tracked better
     than 80 on three sets of 8 synthetic dives (0.506 / 0.404 / 0.452 vs 0.456 / 0.389 / 0.412;
     20: 0.420 / 0.367, 60: 0.478 / 0.406 / 0.474) and as well on DAVIS dance-twirl (0.839 vs
-    0.837): fewer, stronger corners drift less onto the background."""
+    0.837): fewer, stronger corners drift less onto the background. ``lk_window`` 21 and
+    ``lk_levels`` 3 (OpenCV's ``winSize`` / ``maxLevel``) stay: a 15-px window tracked worse
+    on two of those three sets (0.456 / 0.415 / 0.440), and 2 levels, though as good on these
+    256-px dives, halve the largest motion followed (~40 px per frame), too little at 720p."""
 
     def __init__(
         self,
@@ -165,12 +168,15 @@ class FlowTracker:
         full_every: int = 4,
         patient_for: int = 8,
         retry_every: int = 2,
+        lk_window: int = 21,
+        lk_levels: int = 3,
     ):
         self.max_points, self.min_points = max_points, min_points
         self.lost_after, self.reacquire_threshold = lost_after, reacquire_threshold
         self.empty_lost_after = empty_lost_after
         self.full_every = full_every
         self.patient_for, self.retry_every = patient_for, max(1, retry_every)
+        self.lk_window, self.lk_levels = (lk_window, lk_window), lk_levels
         self._lost_frames = 0
         self._empty = 0
         self.box: Box = (0, 0, 1, 1)
@@ -297,8 +303,9 @@ class FlowTracker:
             off = np.array([x0, y0], np.float32)
             a0, a1 = self._prev[y0:y1, x0:x1], gray[y0:y1, x0:x1]
             q0 = (p0 - off).astype(np.float32)
-            q1, st, _ = cv2.calcOpticalFlowPyrLK(a0, a1, q0, None, winSize=(21, 21), maxLevel=3)
-            qb, stb, _ = cv2.calcOpticalFlowPyrLK(a1, a0, q1, None, winSize=(21, 21), maxLevel=3)
+            lk = dict(winSize=self.lk_window, maxLevel=self.lk_levels)
+            q1, st, _ = cv2.calcOpticalFlowPyrLK(a0, a1, q0, None, **lk)
+            qb, stb, _ = cv2.calcOpticalFlowPyrLK(a1, a0, q1, None, **lk)
             p1 = q1 + off
             fb = np.linalg.norm((q0 - qb).reshape(-1, 2), axis=1)
             ok = (st.reshape(-1) == 1) & (stb.reshape(-1) == 1) & (fb < 1.5)

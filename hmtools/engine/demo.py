@@ -88,5 +88,11 @@ def run_demo(
         f" R-l2 {report['pm']['test_rl2_x100']:.3f}   mask IoU pm vs gtm "
         f"{report['mask_iou_pm_vs_gtm']:.3f}"
     )
+    d = report.get("gtm_minus_pm_rho")
+    if d:
+        echo(
+            f"  rho(GTM) - rho(PM) = {d['estimate']:.3f}, 95 % bootstrap interval "
+            f"[{d['ci95'][0]:.3f}, {d['ci95'][1]:.3f}] over {d['test_videos']} test videos"
+        )
     echo(f"  report: {out / 'experiment' / 'report.md'}   stats: {out / 'stats' / 'report.md'}")
     return report

@@ -7,7 +7,10 @@ import json
 import os
 from pathlib import Path
 
+import pandas as pd
+
 from hmtools.engine.config import TrainConfig
+from hmtools.engine.evaluate import rho_interval
 from hmtools.engine.train import train
 from hmtools.errors import InputError
 from hmtools.masks import LAYER_GTM, LAYER_PM, MaskStore, mean_layer_iou
@@ -47,6 +50,10 @@ def gtm_vs_pm(base: TrainConfig, out: str | os.PathLike, *, progress: bool = Tru
             "best_epoch": res.best.get("epoch"),
             "epochs": len(res.history),
         }
+    ints = _intervals(out)
+    for layer in (LAYER_GTM, LAYER_PM):
+        report[layer]["test_spearman_rho_ci95"] = ints.get(layer)
+    report["gtm_minus_pm_rho"] = ints.get("difference")
     iou, frames = mean_layer_iou(base.masks_file)
     report["mask_iou_pm_vs_gtm"] = iou
     report["mask_frames_compared"] = frames
@@ -63,6 +70,36 @@ def gtm_vs_pm(base: TrainConfig, out: str | os.PathLike, *, progress: bool = Tru
     return report
 
 
+def _intervals(out: Path) -> dict:
+    """95 % bootstrap intervals over the test videos of each run's final rho and of the paired
+    difference rho(gtm) - rho(pm) (the same videos, so the pairing removes the test set's
+    luck): whether gtm beat pm beyond chance."""
+    p = {
+        layer: pd.read_csv(out / layer / "predictions_last.csv", dtype={"video": str})
+        for layer in (LAYER_GTM, LAYER_PM)
+    }
+    both = p[LAYER_GTM].merge(p[LAYER_PM], on="video", suffixes=("_gtm", "_pm"))
+    if len(both) < 3 or len(both) != len(p[LAYER_GTM]):
+        return {}
+    t = both["true_gtm"].to_numpy()
+    g, m = both["predicted_gtm"].to_numpy(), both["predicted_pm"].to_numpy()
+    r: dict = {
+        layer: rho_interval(t, pred)["ci"] for layer, pred in ((LAYER_GTM, g), (LAYER_PM, m))
+    }
+    d = rho_interval(t, g, m)
+    r["difference"] = {
+        "estimate": d["estimate"],
+        "ci95": d["ci"],
+        "share_of_resamples_gtm_better": d["share_positive"],
+        "test_videos": len(both),
+    }
+    return r
+
+
+def _interval(ci: list[float] | None) -> str:
+    return "n/a" if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
 def _fmt(v: object, nd: int = 4) -> str:
     return "n/a" if v is None else f"{v:.{nd}f}"
 
@@ -75,17 +112,35 @@ def _write_markdown(path: Path, r: dict) -> None:
         f"{r['config']['seed']}, exemplars by `{r['config']['selection']}`. Metrics of the final "
         "epoch on the test split (best epoch in brackets).",
         "",
-        "| Masks | Spearman ρ ↑ | R-ℓ2 (×100) ↓ | AIoU@0.5 | AIoU@0.75 | ρ of exemplar means |",
-        "|---|---|---|---|---|---|",
+        "| Masks | Spearman ρ ↑ | ρ 95 % interval | R-ℓ2 (×100) ↓ | AIoU@0.5 | AIoU@0.75 "
+        "| ρ of exemplar means |",
+        "|---|---|---|---|---|---|---|",
     ]
     for layer, name in ((LAYER_GTM, "GTM (ground truth)"), (LAYER_PM, "PM (pseudo)")):
         m = r[layer]
         lines.append(
             f"| {name} | {_fmt(m['test_spearman_rho'])} ({_fmt(m['best_spearman_rho'])})"
+            f" | {_interval(m.get('test_spearman_rho_ci95'))}"
             f" | {_fmt(m['test_rl2_x100'])} ({_fmt(m['best_rl2_x100'])}) | "
             f"{_fmt(m['test_aiou_50'], 2)} | {_fmt(m['test_aiou_75'], 2)} | "
             f"{_fmt(m['test_exemplar_mean_rho'])} |"
         )
+    d = r.get("gtm_minus_pm_rho")
+    if d:
+        lo, hi = d["ci95"]
+        verdict = (
+            "GTM beat PM beyond the test set's chance"
+            if lo > 0
+            else "PM beat GTM beyond the test set's chance"
+            if hi < 0
+            else "not distinguishable on this test set"
+        )
+        lines += [
+            "",
+            f"ρ(GTM) − ρ(PM) = **{_fmt(d['estimate'], 3)}**, 95 % paired bootstrap interval "
+            f"{_interval(d['ci95'])} over {d['test_videos']} test videos (GTM ahead in "
+            f"{d['share_of_resamples_gtm_better']:.0%} of the resamples): {verdict}.",
+        ]
     lines += [
         "",
         "ρ of exemplar means: the rank correlation of the voters' mean score alone "
@@ -113,7 +168,12 @@ def _plot(path: Path, r: dict) -> None:
         (ax[1], "test_rl2_x100", "R-ℓ2 ×100 (↓)"),
     ):
         vals = [r[LAYER_GTM][key] or 0.0, r[LAYER_PM][key] or 0.0]
-        a.bar(names, vals, color=["#2a7f62", "#c8553d"])
+        err = None
+        cis = [r[x].get(key + "_ci95") for x in (LAYER_GTM, LAYER_PM)]
+        if all(cis):
+            pairs = list(zip(vals, cis, strict=True))  # percentile bounds may miss the estimate
+            err = [[max(0.0, v - c[0]) for v, c in pairs], [max(0.0, c[1] - v) for v, c in pairs]]
+        a.bar(names, vals, color=["#2a7f62", "#c8553d"], yerr=err, capsize=4)
         a.set_title(title)
         for i, v in enumerate(vals):
             a.text(i, v, f"{v:.3f}", ha="center", va="bottom")

@@ -492,6 +492,11 @@ def train(
                 caches=eval_caches,
             )
             row.update(res_eval.metrics())
+            # the latest evaluated epoch's predictions (the final one's when the run ends):
+            # what `hmtools experiment` bootstraps
+            tmp = out / "predictions_last.csv.tmp"
+            res_eval.predictions.to_csv(tmp, index=False)
+            os.replace(tmp, out / "predictions_last.csv")
             if res_eval.spearman_rho > best["test_spearman_rho"]:
                 best = {**res_eval.metrics(), "epoch": epoch + 1}
                 res_eval.predictions.to_csv(out / "predictions_best.csv", index=False)
