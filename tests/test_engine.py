@@ -225,6 +225,14 @@ def test_experiment_gtm_vs_pm_report(synth_small, tmp_path):
     for layer in ("gtm", "pm"):
         lo, hi = data[layer]["test_spearman_rho_ci95"]
         assert -1 <= lo < hi <= 1
+        gain = data[layer]["gain_over_exemplar_mean_rho"]
+        assert gain == pytest.approx(
+            data[layer]["test_spearman_rho"] - data[layer]["test_exemplar_mean_rho"], abs=1e-9
+        )
+        assert (
+            data[layer]["gain_over_exemplar_mean_ci95"][0]
+            <= data[layer]["gain_over_exemplar_mean_ci95"][1]
+        )
     d = data["gtm_minus_pm_rho"]
     assert d["test_videos"] == len(preds) and d["ci95"][0] <= d["ci95"][1]
     assert d["estimate"] == pytest.approx(
