@@ -125,13 +125,14 @@ def _ncc_coarse_to_fine(
     image: np.ndarray, templ: np.ndarray, mask: np.ndarray, radius: int = 1
 ) -> tuple[float, tuple[int, int]]:
     """:func:`_ncc` searched at half resolution first, then at full resolution within
-    ``radius`` pixels of the coarse best: a sixteenth of the correlation work for a whole-frame
-    search (a tracker that lost the athlete searches often). Small templates, which halving
-    would blur away, are searched at full resolution directly. The score is the full-resolution
-    one, so thresholds mean the same as with :func:`_ncc`."""
+    ``radius`` pixels of the coarse best (measured in isolation: 5.4 ms -> 1.8 ms for a 96 x 51
+    template over a 455 x 256 frame; a tracker that lost the athlete searches often). Small
+    templates, which halving would blur away, and small search areas are searched at full
+    resolution directly. The score is the full-resolution one, so thresholds mean the same as
+    with :func:`_ncc`."""
     th, tw = templ.shape[:2]
     ih, iw = image.shape[:2]
-    if min(th, tw) < 24 or (ih - th + 1) * (iw - tw + 1) < 64 * radius * radius:
+    if min(th, tw) < 24 or (ih - th + 1) * (iw - tw + 1) < 256:
         return _ncc(image, templ, mask)
     half = (iw // 2, ih // 2)
     small = cv2.resize(image, half, interpolation=cv2.INTER_AREA)

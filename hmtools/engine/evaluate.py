@@ -167,10 +167,11 @@ def evaluate(
 
 
 def _rho(true: np.ndarray, pred: np.ndarray) -> float:
-    with warnings.catch_warnings():  # a resample of ties only: no rank order, rho 0
+    """Spearman's rho, 0 for a constant input (a resample of ties has no rank order)."""
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConstantInputWarning)
         r = spearmanr(true, pred).statistic
-    return float(r) if np.isfinite(r) else 0.0  # a constant resample has no rank order
+    return float(r) if np.isfinite(r) else 0.0
 
 
 def rho_interval(
