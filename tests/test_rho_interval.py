@@ -47,3 +47,19 @@ def test_paired_difference_separates_a_real_gap_from_chance():
 def test_too_few_videos_is_an_error():
     with pytest.raises(ValueError, match="at least 3 videos"):
         rho_interval(np.array([1.0, 2.0]), np.array([2.0, 1.0]))
+
+
+def test_experiment_intervals_are_none_without_both_runs_predictions(tmp_path):
+    """Runs finished by an older hmtools have no predictions_last.csv: the report keeps its
+    keys with None instead of failing after hours of training."""
+    from hmtools.engine.experiment import _intervals
+
+    r = _intervals(tmp_path)
+    assert r["difference"] is None
+    for layer in ("gtm", "pm"):
+        assert set(r[layer]) == {
+            "test_spearman_rho_ci95",
+            "gain_over_exemplar_mean_rho",
+            "gain_over_exemplar_mean_ci95",
+        }
+        assert all(v is None for v in r[layer].values())

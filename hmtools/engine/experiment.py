@@ -52,17 +52,8 @@ def gtm_vs_pm(base: TrainConfig, out: str | os.PathLike, *, progress: bool = Tru
         }
     ints = _intervals(out)
     for layer in (LAYER_GTM, LAYER_PM):
-        report[layer].update(
-            ints.get(layer)
-            or dict.fromkeys(
-                (
-                    "test_spearman_rho_ci95",
-                    "gain_over_exemplar_mean_rho",
-                    "gain_over_exemplar_mean_ci95",
-                )
-            )
-        )
-    report["gtm_minus_pm_rho"] = ints.get("difference")
+        report[layer].update(ints[layer])
+    report["gtm_minus_pm_rho"] = ints["difference"]
     iou, frames = mean_layer_iou(base.masks_file)
     report["mask_iou_pm_vs_gtm"] = iou
     report["mask_frames_compared"] = frames
@@ -82,26 +73,28 @@ def gtm_vs_pm(base: TrainConfig, out: str | os.PathLike, *, progress: bool = Tru
 def _intervals(out: Path) -> dict:
     """95 % bootstrap intervals over the test videos of each run's final rho, of its gain over
     the exemplar means' rho, and of the paired difference rho(gtm) - rho(pm) (the same videos,
-    so the pairing removes the test set's luck): whether gtm beat pm beyond chance."""
-    p = {
-        layer: pd.read_csv(out / layer / "predictions_last.csv", dtype={"video": str})
-        for layer in (LAYER_GTM, LAYER_PM)
-    }
+    so the pairing removes the test set's luck): whether gtm beat pm beyond chance. ``None``
+    values when the two runs' final predictions are missing or do not cover the same >= 3
+    videos."""
+    keys = ("test_spearman_rho_ci95", "gain_over_exemplar_mean_rho", "gain_over_exemplar_mean_ci95")
+    r: dict = {layer: dict.fromkeys(keys) for layer in (LAYER_GTM, LAYER_PM)}
+    r["difference"] = None
+    files = {layer: out / layer / "predictions_last.csv" for layer in (LAYER_GTM, LAYER_PM)}
+    if not all(f.exists() for f in files.values()):  # runs finished by an older hmtools
+        return r
+    p = {layer: pd.read_csv(f, dtype={"video": str}) for layer, f in files.items()}
     both = p[LAYER_GTM].merge(p[LAYER_PM], on="video", suffixes=("_gtm", "_pm"))
     if len(both) < 3 or len(both) != len(p[LAYER_GTM]):
-        return {}
+        return r
     t = both["true_gtm"].to_numpy()
     g, m = both["predicted_gtm"].to_numpy(), both["predicted_pm"].to_numpy()
     base = both["exemplar_mean_gtm"].to_numpy()  # the same voters in both runs
-    r: dict = {}
     for layer, pred in ((LAYER_GTM, g), (LAYER_PM, m)):
         gain = rho_interval(t, pred, base)
-        r[layer] = {
-            "test_spearman_rho_ci95": rho_interval(t, pred)["ci"],
-            # does the model add anything to exemplar selection beyond the test set's chance?
-            "gain_over_exemplar_mean_rho": gain["estimate"],
-            "gain_over_exemplar_mean_ci95": gain["ci"],
-        }
+        # does the model add anything to exemplar selection beyond the test set's chance?
+        r[layer] = dict(
+            zip(keys, (rho_interval(t, pred)["ci"], gain["estimate"], gain["ci"]), strict=True)
+        )
     d = rho_interval(t, g, m)
     r["difference"] = {
         "estimate": d["estimate"],
