@@ -12,9 +12,9 @@ probability > 0.5 inside the region form the mask; the model's pose-presence fla
 Below ``min_presence`` the model doubts there is a person (a blurred, tucked or upside-down
 diver often scores low while its mask is still usable): the mask is kept only where the tracker
 agrees -- the parts touching the tracker box, if they fill a fair share of it and their box
-overlaps it (:func:`agreeing_parts`) -- and where the segmentation itself is confident (mean
-person probability of its pixels >= ``min_confidence``; the head paints a blob of ~0.8 into an
-empty or noise image); else it is empty (nobody in the box, e.g. under water).
+overlaps it (:func:`agreeing_parts`) -- and where the segmentation itself is confident (the
+harmonic mean of its pixels' person probabilities >= ``min_confidence``; the head paints a blob
+of ~0.8 into an empty or noise image); else it is empty (nobody in the box, e.g. under water).
 Either way the low presence stays the frame's score, so annotators see these frames first.
 """
 
@@ -111,9 +111,10 @@ class BlazePoseSegmenter:
     def encode(self, frames: list[np.ndarray]) -> list[object]:
         return list(frames)
 
-    def _run(self, frame: np.ndarray, box: Box, grow: float) -> tuple[np.ndarray, float, float]:
-        """(mask, presence, confidence): confidence is the mean probability of the pixels the
-        model calls person (~0.8 on an empty or noise image, ~0.9-0.96 on people)."""
+    def _run(
+        self, frame: np.ndarray, box: Box, grow: float
+    ) -> tuple[np.ndarray, float, np.ndarray]:
+        """(mask, presence, the model's 256 x 256 segmentation logits of the region)."""
         h, w = frame.shape[:2]
         x, y, bw, bh = box
         cx, cy, side = x + bw / 2, y + bh / 2, max(bw, bh, 8.0) * grow
@@ -128,11 +129,7 @@ class BlazePoseSegmenter:
         back = cv2.warpAffine(
             logits, cv2.invertAffineTransform(M), (w, h), flags=cv2.INTER_LINEAR, borderValue=-30.0
         )
-        fg = logits > 0
-        conf = (
-            float(1.0 / (1.0 + np.exp(-np.clip(logits[fg], -30, 30))).mean()) if fg.any() else 0.0
-        )
-        return (back > 0).astype(np.uint8), presence, conf
+        return (back > 0).astype(np.uint8), presence, logits  # get_tensor returns a copy
 
     def segment(
         self, state: object, box: Box, prev: tuple[object, np.ndarray] | None
@@ -140,19 +137,30 @@ class BlazePoseSegmenter:
         """Segment in the box's region; when the model sees nobody there, look again in 2x and
         3x wider regions (the tracker may have fallen behind a fast dive)."""
         frame = np.asarray(state)
-        best = (np.zeros(frame.shape[:2], np.uint8), 0.0, 0.0)
+        best = (np.zeros(frame.shape[:2], np.uint8), 0.0, np.full((256, 256), -30.0, np.float32))
         for grow in (self.grow, self.grow * 2, self.grow * 3):
             run = self._run(frame, box, grow)
             if run[1] > best[1]:
                 best = run
             if run[1] >= self.min_presence:
                 break
-        mask, presence, conf = best
+        mask, presence, logits = best
         if presence >= self.min_presence:
             return mask, presence
-        if conf < self.min_confidence:  # nobody: the model only guesses
+        if _confidence(logits) < self.min_confidence:  # nobody: the model only guesses
             return np.zeros_like(mask), presence
         return agreeing_parts(mask, box, self.min_fill, self.min_box_iou), presence
+
+
+def _confidence(logits: np.ndarray) -> float:
+    """Harmonic mean of the person probabilities ``1 / (1 + exp(-logit))`` of the pixels the model
+    calls person (~0.8 on an empty or noise image, ~0.89-0.96 on people; the harmonic mean
+    weighs the doubtful pixels most); 0 when there are none. Only needed below the presence
+    threshold."""
+    fg = logits > 0
+    if not fg.any():
+        return 0.0
+    return float(1.0 / (1.0 + np.exp(-np.clip(logits[fg], -30, 30))).mean())
 
 
 def agreeing_parts(
