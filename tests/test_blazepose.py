@@ -64,3 +64,27 @@ def test_doubtful_masks_are_kept_only_where_the_tracker_agrees():
     edge = np.zeros((100, 100), np.uint8)
     edge[0:40, 0:30] = 1  # touches the box but lies mostly beside it
     assert not blazepose.agreeing_parts(edge, (25, 10, 30, 40)).any()
+
+
+def test_logits_are_warped_back_onto_the_region_only():
+    """The model's logits are warped back onto the box's square region, not the whole frame:
+    the same mask as warping onto the frame (up to sub-LSB interpolation differences), also
+    for regions cut by the frame's edges."""
+    _need_model()
+    root = shared_path("davis-person", "dance-twirl")
+    seg = blazepose.BlazePoseSegmenter()
+    frame = cv2.imread(str(root / "JPEGImages" / "00030.jpg"))
+    h, w = frame.shape[:2]
+    total = differ = 0
+    for box in ((300, 60, 160, 380), (-40, -30, 120, 200), (760, 400, 150, 120), (5, 5, 8, 8)):
+        m, _, logits = seg._run(frame, box, 1.35)
+        x, y, bw, bh = box
+        cx, cy, side = x + bw / 2, y + bh / 2, max(bw, bh, 8.0) * 1.35
+        k = 256 / side
+        M = np.array([[k, 0, 128 - cx * k], [0, k, 128 - cy * k]], np.float64)
+        full = cv2.warpAffine(
+            logits, cv2.invertAffineTransform(M), (w, h), flags=cv2.INTER_LINEAR, borderValue=-30.0
+        )
+        total += int((full > 0).sum())
+        differ += int(((full > 0) != (m > 0)).sum())
+    assert total > 10_000 and differ <= total * 1e-4, (differ, total)

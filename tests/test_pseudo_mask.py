@@ -159,6 +159,44 @@ def test_sam_encodes_the_next_chunk_while_tracking_with_the_same_result():
     np.testing.assert_allclose(sa, sb)
 
 
+def test_encoder_runs_ahead_chunks_of_one_batch():
+    """With ``overlap_encode`` the frames are encoded one encoder batch at a time, up to
+    ``ahead`` chunks in front of the one being tracked (never more), so the encoder does not wait
+    for the tracker; every frame is segmented once, in order."""
+    import time
+
+    from hmtools.annotation.pseudo_mask import segment_video
+    from hmtools.annotation.trackers import FlowTracker
+
+    class Slow:
+        name, overlap_encode, batch_size = "slow", True, 2
+
+        def __init__(self):
+            self.encoded: list[int] = []
+            self.seen_when_segmenting: list[int] = []
+
+        def encode(self, frames):
+            self.encoded.append(len(frames))
+            return [f[0, 0, 0] for f in frames]
+
+        def segment(self, state, box, prev):
+            time.sleep(0.1)  # a slow decoder: the encoder gets ahead if it may
+            self.seen_when_segmenting.append(len(self.encoded))
+            m = np.zeros((40, 60), np.uint8)
+            m[10:30, 10:30] = 1
+            return m, float(state)
+
+    frames = [np.full((40, 60, 3), t, np.uint8) for t in range(9)]
+    seg = Slow()
+    _, scores = segment_video(frames, seg, FlowTracker(), (10, 10, 20, 20), ahead=2)
+    assert seg.encoded == [2, 2, 2, 2, 1]
+    assert scores.tolist() == list(range(9))  # each frame's own state, in order
+    # while chunk k is segmented at most k + 1 + ahead chunks have been asked for
+    for t, n in enumerate(seg.seen_when_segmenting):
+        assert n <= t // 2 + 1 + 2, (t, n)
+    assert seg.seen_when_segmenting[1] == 3  # by the end of frame 1, chunks 0-2 were encoded
+
+
 def test_sam_pipeline_end_to_end(tmp_path):
     root = tmp_path / "v" / "clip"
     root.mkdir(parents=True)

@@ -162,3 +162,19 @@ def test_coarse_to_fine_search_finds_what_the_full_search_finds():
     small = image[50:66, 60:80].copy()  # under 24 px: searched at full resolution
     m = np.full_like(small, 255)
     assert _ncc_coarse_to_fine(image, small, m) == _ncc(image, small, m)
+    # a 720p frame's athlete: two and three halvings, each refined within 1 px
+    image = cv2.GaussianBlur(rng.integers(0, 256, (720, 1280), dtype=np.uint8), (9, 9), 0)
+    for (x, y), (h, w) in (
+        ((140, 80), (250, 140)),
+        ((900, 401), (180, 100)),
+        ((601, 50), (100, 60)),
+    ):
+        templ = image[y : y + h, x : x + w].copy()
+        templ = np.clip(templ.astype(int) + rng.integers(-8, 9, templ.shape), 0, 255)
+        templ = templ.astype(np.uint8)
+        mask = np.zeros_like(templ)
+        cv2.ellipse(mask, (w // 2, h // 2), (w // 2 - 2, h // 2 - 2), 0, 0, 360, 255, -1)
+        full, fast = _ncc(image, templ, mask), _ncc_coarse_to_fine(image, templ, mask)
+        assert full[1] == (x, y) and fast[1] == (x, y), (full, fast)
+        # float32 sums over ~35k template pixels (a DFT over the frame, direct on the window)
+        assert fast[0] == pytest.approx(full[0], abs=1e-4)

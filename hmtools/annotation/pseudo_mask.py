@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,10 +242,22 @@ def find_athlete(frames: list[np.ndarray], look: int = 12) -> Box:
 
 
 def segment_video(
-    frames: list[np.ndarray], segmenter: Segmenter, tracker: Tracker, box: Box, chunk: int = 32
+    frames: list[np.ndarray],
+    segmenter: Segmenter,
+    tracker: Tracker,
+    box: Box,
+    chunk: int | None = None,
+    ahead: int = 2,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Masks ``uint8 [T, H, W]`` and scores ``[T]`` for one video (see module doc). A frame the
-    segmenter fails on gets an empty mask with score 0."""
+    segmenter fails on gets an empty mask with score 0.
+
+    Frames are encoded ``chunk`` at a time (default: the segmenter's ``batch_size``, else 32).
+    A segmenter with a heavy batched encoder (``overlap_encode``: SAM) encodes up to ``ahead``
+    chunks in a worker thread while the tracker and the prompt decoder work through the current
+    one, so the encoder never waits for the tracker (on a GPU the tracking then costs no wall
+    time; torch and OpenCV release the GIL); only the tracking of the last chunk is not
+    overlapped, which is why chunks are one encoder batch, not more. Same masks either way."""
     h, w = frames[0].shape[:2]
     masks = np.zeros((len(frames), h, w), np.uint8)
     scores = np.zeros(len(frames), np.float32)
@@ -252,28 +265,27 @@ def segment_video(
     track: dict = {"box": clip_box(box, w, h), "prev": None}
     if hasattr(segmenter, "begin_video"):  # segmenters that model the whole video first
         segmenter.begin_video(frames)
-    starts = list(range(0, len(frames), chunk))
+    size = max(1, int(chunk or getattr(segmenter, "batch_size", 32)))
+    starts = list(range(0, len(frames), size))
 
     def encode(c0: int) -> list[object]:
-        return segmenter.encode(frames[c0 : c0 + chunk])
+        return segmenter.encode(frames[c0 : c0 + size])
 
-    # A segmenter with a heavy batched encoder (SAM) encodes chunk k+1 in a worker thread while
-    # the tracker and the prompt decoder work through chunk k: on a GPU the tracking then costs
-    # no wall time; torch and OpenCV release the GIL.
     overlap = getattr(segmenter, "overlap_encode", False) and len(starts) > 1
-    pool = ThreadPoolExecutor(1, thread_name_prefix="hm-encode") if overlap else None
-    ahead = pool.submit(encode, starts[0]) if pool else None
+    if not overlap:
+        for c0 in starts:
+            _segment_chunk(segmenter, tracker, frames, encode(c0), c0, masks, scores, track)
+        return masks, scores
+    pool = ThreadPoolExecutor(1, thread_name_prefix="hm-encode")
     try:
+        pending = deque(pool.submit(encode, c0) for c0 in starts[: max(1, ahead)])
         for n, c0 in enumerate(starts):
-            if ahead is not None and pool is not None:
-                states = ahead.result()
-                ahead = pool.submit(encode, starts[n + 1]) if n + 1 < len(starts) else None
-            else:
-                states = encode(c0)
+            states = pending.popleft().result()
+            if n + len(pending) + 1 < len(starts):  # keep the encoder `ahead` chunks in front
+                pending.append(pool.submit(encode, starts[n + len(pending) + 1]))
             _segment_chunk(segmenter, tracker, frames, states, c0, masks, scores, track)
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=True, cancel_futures=True)
     return masks, scores
 
 

@@ -272,12 +272,14 @@ class SamSegmenter:
         p.features, p.original_size, p.input_size, p.is_image_set = feats, orig, inp, True
         x, y, w, h = box
         kw: dict = {"box": np.array([x, y, x + w, y + h], np.float32)}
-        if prev is not None and prev[1] is not None and prev[1].any() and self.points_from_previous:
-            ys, xs = np.nonzero(prev[1])
-            inside = (xs >= x) & (xs < x + w) & (ys >= y) & (ys < y + h)
-            if inside.sum() >= self.points_from_previous:
-                pick = self._rng.choice(np.nonzero(inside)[0], self.points_from_previous, False)
-                kw["point_coords"] = np.stack([xs[pick], ys[pick]], 1).astype(np.float32)
+        if prev is not None and prev[1] is not None and self.points_from_previous:
+            # the previous mask's pixels inside the box (pixel centres x0 <= px < x + w)
+            x0, y0 = max(0, int(np.ceil(x))), max(0, int(np.ceil(y)))
+            x1, y1 = int(np.ceil(x + w)), int(np.ceil(y + h))
+            ys, xs = np.nonzero(prev[1][y0:y1, x0:x1])
+            if len(xs) >= self.points_from_previous:
+                pick = self._rng.choice(len(xs), self.points_from_previous, False)
+                kw["point_coords"] = np.stack([xs[pick] + x0, ys[pick] + y0], 1).astype(np.float32)
                 kw["point_labels"] = np.ones(self.points_from_previous, np.int64)
         with torch.inference_mode():
             masks, ious, _ = p.predict(multimask_output=True, **kw)

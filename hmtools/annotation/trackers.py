@@ -85,8 +85,13 @@ def compensate_camera(g0: np.ndarray, g1: np.ndarray) -> np.ndarray:
     return cv2.warpAffine(g0, M[:2], (w, h), borderMode=cv2.BORDER_REPLICATE)
 
 
-def _gray(frame: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
+def _gray(
+    frame: np.ndarray, x0: int = 0, y0: int = 0, x1: int | None = None, y1: int | None = None
+) -> np.ndarray:
+    """The gray ``[y0:y1, x0:x1]`` crop of a BGR (or already gray) frame, converting only the
+    crop: the tracker looks at a window around the athlete, not at the whole frame."""
+    crop = frame[y0:y1, x0:x1]
+    return cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
 
 
 def _correlate(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
@@ -122,25 +127,26 @@ def _ncc(image: np.ndarray, templ: np.ndarray, mask: np.ndarray) -> tuple[float,
 
 
 def _ncc_coarse_to_fine(
-    image: np.ndarray, templ: np.ndarray, mask: np.ndarray, radius: int = 1
+    image: np.ndarray, templ: np.ndarray, mask: np.ndarray, min_side: int = 12
 ) -> tuple[float, tuple[int, int]]:
-    """:func:`_ncc` searched at half resolution first, then at full resolution within
-    ``radius`` pixels of the coarse best (measured in isolation: 5.4 ms -> 1.8 ms for a 96 x 51
-    template over a 455 x 256 frame; a tracker that lost the athlete searches often). Small
-    templates, which halving would blur away, and small search areas are searched at full
-    resolution directly. The score is the full-resolution one, so thresholds mean the same as
-    with :func:`_ncc`."""
+    """:func:`_ncc` over an image pyramid: the best corner at half resolution (searched the
+    same way, recursively, while the halved template keeps a shorter side of ``min_side`` px),
+    then refined at full resolution within 1 px of it. A 256-px frame's athlete takes one
+    halving (measured in isolation: 5.4 ms -> 1.8 ms for a 96 x 51 template over a 455 x 256
+    frame), a 720p one two or three (one halving left the re-acquisition of a lost tracker at
+    ~50 ms a search there). Templates under ``2 * min_side`` px, which halving would blur away,
+    and small search areas are searched at full resolution directly. The score is the
+    full-resolution one, so thresholds mean the same as with :func:`_ncc`."""
     th, tw = templ.shape[:2]
     ih, iw = image.shape[:2]
-    if min(th, tw) < 24 or (ih - th + 1) * (iw - tw + 1) < 256:
+    if min(th, tw) // 2 < min_side or (ih - th + 1) * (iw - tw + 1) < 256:
         return _ncc(image, templ, mask)
-    half = (iw // 2, ih // 2)
-    small = cv2.resize(image, half, interpolation=cv2.INTER_AREA)
+    small = cv2.resize(image, (iw // 2, ih // 2), interpolation=cv2.INTER_AREA)
     ts = cv2.resize(templ, (tw // 2, th // 2), interpolation=cv2.INTER_AREA)
     ms = cv2.resize(mask, (tw // 2, th // 2), interpolation=cv2.INTER_NEAREST)
-    _, (cx, cy) = _ncc(small, ts, ms)
-    x0, y0 = max(0, 2 * cx - radius), max(0, 2 * cy - radius)
-    x1, y1 = min(iw, 2 * cx + radius + tw + 1), min(ih, 2 * cy + radius + th + 1)
+    _, (cx, cy) = _ncc_coarse_to_fine(small, ts, ms, min_side)
+    x0, y0 = max(0, 2 * cx - 1), max(0, 2 * cy - 1)
+    x1, y1 = min(iw, 2 * cx + 1 + tw + 1), min(ih, 2 * cy + 1 + th + 1)
     if x1 - x0 < tw or y1 - y0 < th:
         return _ncc(image, templ, mask)
     score, (fx, fy) = _ncc(image[y0:y1, x0:x1], templ, mask)
@@ -171,6 +177,7 @@ class FlowTracker:
         retry_every: int = 2,
         lk_window: int = 21,
         lk_levels: int = 3,
+        lk_size: float = 192.0,
     ):
         self.max_points, self.min_points = max_points, min_points
         self.lost_after, self.reacquire_threshold = lost_after, reacquire_threshold
@@ -178,6 +185,7 @@ class FlowTracker:
         self.full_every = full_every
         self.patient_for, self.retry_every = patient_for, max(1, retry_every)
         self.lk_window, self.lk_levels = (lk_window, lk_window), lk_levels
+        self.lk_size = lk_size
         self._lost_frames = 0
         self._empty = 0
         self.box: Box = (0, 0, 1, 1)
@@ -200,11 +208,11 @@ class FlowTracker:
             int(min(h, y + bh + gy)),
         )
 
-    def _sample_points(self, gray: np.ndarray, mask: np.ndarray | None = None) -> None:
+    def _sample_points(self, frame: np.ndarray, mask: np.ndarray | None = None) -> None:
         """Good features inside the box (or the mask), searched in the box's crop only."""
-        h, w = gray.shape
+        h, w = frame.shape[:2]
         x, y, bw, bh = (int(round(v)) for v in clip_box(self.box, w, h))
-        crop = gray[y : y + bh, x : x + bw]
+        crop = _gray(frame, x, y, x + bw, y + bh)
         roi = None
         if mask is not None and mask.any():
             roi = (mask[y : y + bh, x : x + bw] > 0).astype(np.uint8) * 255
@@ -218,12 +226,12 @@ class FlowTracker:
         else:
             self._pts = (pts + np.array([x, y], np.float32)).astype(np.float32)
 
-    def _set_template(self, gray: np.ndarray, mask: np.ndarray | None = None) -> None:
+    def _set_template(self, frame: np.ndarray, mask: np.ndarray | None = None) -> None:
         """Appearance template: the athlete's pixels (the mask inside its box when given)."""
-        h, w = gray.shape
+        h, w = frame.shape[:2]
         x, y, bw, bh = (int(round(v)) for v in clip_box(self.box, w, h))
         if bw >= 4 and bh >= 4:
-            self._template = gray[y : y + bh, x : x + bw].copy()
+            self._template = np.array(_gray(frame, x, y, x + bw, y + bh))
             tm = (mask[y : y + bh, x : x + bw] > 0) if mask is not None else None
             self._template_mask = (
                 tm.astype(np.uint8) * 255
@@ -231,13 +239,13 @@ class FlowTracker:
                 else np.full_like(self._template, 255)
             )
 
-    def _reacquire(self, gray: np.ndarray) -> float:
+    def _reacquire(self, frame: np.ndarray) -> float:
         """Template search on every frame for the first ``patient_for`` lost frames, then on
         every ``retry_every``-th (an athlete gone for long -- under water after the entry, out of
         the picture -- would otherwise cost a search per frame for nothing). Searches cover the
         whole frame on the first attempt and every ``full_every``-th after it, near the last box
         in between (cheap, and the athlete rarely reappears far away)."""
-        h, w = gray.shape
+        h, w = frame.shape[:2]
         self._lost_frames += 1
         n = self._lost_frames
         if n > self.patient_for and (n - self.patient_for) % self.retry_every:
@@ -248,12 +256,12 @@ class FlowTracker:
             else self.patient_for + (n - self.patient_for) // self.retry_every
         )
         if (attempt - 1) % self.full_every == 0:
-            return self._match(gray, (0, 0, w, h))
-        return self._match(gray, self._window(w, h, grow=1.5))
+            return self._match(frame, (0, 0, w, h))
+        return self._match(frame, self._window(w, h, grow=1.5))
 
-    def _match(self, full: np.ndarray, window: tuple[int, ...]) -> float:
+    def _match(self, frame: np.ndarray, window: tuple[int, ...]) -> float:
         x0, y0, x1, y1 = window
-        gray = full[y0:y1, x0:x1]
+        gray = _gray(frame, x0, y0, x1, y1)
         t = self._template
         if t is None or t.shape[0] >= gray.shape[0] or t.shape[1] >= gray.shape[1]:
             return 0.0
@@ -277,37 +285,43 @@ class FlowTracker:
             )
             self.lost = False
             self._bad = self._empty = self._lost_frames = 0
-            self._sample_points(full)
+            self._sample_points(frame)
         return max(0.0, best)
 
     # -- protocol -------------------------------------------------------------------------
     def init(self, frame: np.ndarray, box: Box) -> None:
-        gray = _gray(frame)
-        self.box = clip_box(box, gray.shape[1], gray.shape[0])
+        self.box = clip_box(box, frame.shape[1], frame.shape[0])
         self.lost, self._bad, self._empty, self._lost_frames = False, 0, 0, 0
-        self._prev = gray
-        self._sample_points(gray)
-        self._set_template(gray)
+        self._prev = frame  # kept as given: gray crops are converted where they are needed
+        self._sample_points(frame)
+        self._set_template(frame)
 
     def update(self, frame: np.ndarray) -> tuple[Box, float]:
-        gray = _gray(frame)
-        h, w = gray.shape
+        h, w = frame.shape[:2]
         score = 0.0
         if self.lost:
-            score = self._reacquire(gray)
-            self._prev = gray
+            score = self._reacquire(frame)
+            self._prev = frame
             return self.box, (score if not self.lost else 0.0)
         p0 = self._pts
         if p0 is not None and len(p0) >= self.min_points:
             # LK on a window around the box only: the cost does not grow with the frame size
             x0, y0, x1, y1 = self._window(w, h)
             off = np.array([x0, y0], np.float32)
-            a0, a1 = self._prev[y0:y1, x0:x1], gray[y0:y1, x0:x1]
-            q0 = (p0 - off).astype(np.float32)
+            a0, a1 = _gray(self._prev, x0, y0, x1, y1), _gray(frame, x0, y0, x1, y1)
+            # a large box is tracked on the window scaled so that its longer side is lk_size
+            # px: LK's cost follows the pixels, and a 21-px window on a 128-px athlete is
+            # plenty (the forward-backward threshold is in those scaled pixels)
+            k = min(1.0, self.lk_size / max(self.box[2], self.box[3], 1.0))
+            if k < 1.0:
+                size = (max(1, round(a0.shape[1] * k)), max(1, round(a0.shape[0] * k)))
+                a0 = cv2.resize(a0, size, interpolation=cv2.INTER_LINEAR)
+                a1 = cv2.resize(a1, size, interpolation=cv2.INTER_LINEAR)
+            q0 = ((p0 - off) * k).astype(np.float32)
             lk = dict(winSize=self.lk_window, maxLevel=self.lk_levels)
             q1, st, _ = cv2.calcOpticalFlowPyrLK(a0, a1, q0, None, **lk)
             qb, stb, _ = cv2.calcOpticalFlowPyrLK(a1, a0, q1, None, **lk)
-            p1 = q1 + off
+            p1 = q1 / k + off
             fb = np.linalg.norm((q0 - qb).reshape(-1, 2), axis=1)
             ok = (st.reshape(-1) == 1) & (stb.reshape(-1) == 1) & (fb < 1.5)
             score = float(ok.mean()) if len(ok) else 0.0
@@ -331,8 +345,8 @@ class FlowTracker:
         if self._bad >= self.lost_after:
             self.lost = True
         if self._pts is None or len(self._pts) < self.min_points * 2:
-            self._sample_points(gray)
-        self._prev = gray
+            self._sample_points(frame)
+        self._prev = frame
         return self.box, score
 
     def correct(self, mask: np.ndarray | None) -> None:
