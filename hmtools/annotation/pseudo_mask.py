@@ -312,7 +312,7 @@ def _segment_chunk(
         except (cv2.error, ValueError, RuntimeError) as e:
             log.warning("frame %d: segmenter failed (%s): empty mask", t, e)
             m, s = np.zeros((h, w), np.uint8), 0.0
-        m = m.astype(np.uint8)
+        m = m.astype(np.uint8, copy=False)
         if not m.any():
             s = 0.0
         masks[t], scores[t] = m, s

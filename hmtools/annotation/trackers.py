@@ -18,6 +18,7 @@ from typing import Protocol
 
 import cv2
 import numpy as np
+from scipy.spatial.distance import pdist
 
 Box = tuple[float, float, float, float]
 
@@ -127,7 +128,11 @@ def _ncc(image: np.ndarray, templ: np.ndarray, mask: np.ndarray) -> tuple[float,
 
 
 def _ncc_coarse_to_fine(
-    image: np.ndarray, templ: np.ndarray, mask: np.ndarray, min_side: int = 12
+    image: np.ndarray,
+    templ: np.ndarray,
+    mask: np.ndarray,
+    min_side: int = 12,
+    pyramid: list[np.ndarray] | None = None,
 ) -> tuple[float, tuple[int, int]]:
     """:func:`_ncc` over an image pyramid: the best corner at half resolution (searched the
     same way, recursively, while the halved template keeps a shorter side of ``min_side`` px),
@@ -136,15 +141,25 @@ def _ncc_coarse_to_fine(
     frame), a 720p one two or three (one halving left the re-acquisition of a lost tracker at
     ~50 ms a search there). Templates under ``2 * min_side`` px, which halving would blur away,
     and small search areas are searched at full resolution directly. The score is the
-    full-resolution one, so thresholds mean the same as with :func:`_ncc`."""
+    full-resolution one, so thresholds mean the same as with :func:`_ncc`. ``pyramid``: a list
+    that holds (and is extended with) the image's halvings ``[image, half, quarter, ...]``, to
+    share them between searches for several templates in one image."""
+    return _pyramid_ncc(pyramid if pyramid is not None else [image], 0, templ, mask, min_side)
+
+
+def _pyramid_ncc(
+    pyramid: list[np.ndarray], level: int, templ: np.ndarray, mask: np.ndarray, min_side: int
+) -> tuple[float, tuple[int, int]]:
+    image = pyramid[level]
     th, tw = templ.shape[:2]
     ih, iw = image.shape[:2]
     if min(th, tw) // 2 < min_side or (ih - th + 1) * (iw - tw + 1) < 256:
         return _ncc(image, templ, mask)
-    small = cv2.resize(image, (iw // 2, ih // 2), interpolation=cv2.INTER_AREA)
+    if len(pyramid) == level + 1:
+        pyramid.append(cv2.resize(image, (iw // 2, ih // 2), interpolation=cv2.INTER_AREA))
     ts = cv2.resize(templ, (tw // 2, th // 2), interpolation=cv2.INTER_AREA)
     ms = cv2.resize(mask, (tw // 2, th // 2), interpolation=cv2.INTER_NEAREST)
-    _, (cx, cy) = _ncc_coarse_to_fine(small, ts, ms, min_side)
+    _, (cx, cy) = _pyramid_ncc(pyramid, level + 1, ts, ms, min_side)
     x0, y0 = max(0, 2 * cx - 1), max(0, 2 * cy - 1)
     x1, y1 = min(iw, 2 * cx + 1 + tw + 1), min(ih, 2 * cy + 1 + th + 1)
     if x1 - x0 < tw or y1 - y0 < th:
@@ -208,8 +223,13 @@ class FlowTracker:
             int(min(h, y + bh + gy)),
         )
 
+    def _lk_scale(self) -> float:
+        """The scale LK works at: 1, or less for a box longer than ``lk_size`` px."""
+        return min(1.0, self.lk_size / max(self.box[2], self.box[3], 1.0))
+
     def _sample_points(self, frame: np.ndarray, mask: np.ndarray | None = None) -> None:
-        """Good features inside the box (or the mask), searched in the box's crop only."""
+        """Good features inside the box (or the mask), searched in the box's crop only, at the
+        scale LK tracks them at."""
         h, w = frame.shape[:2]
         x, y, bw, bh = (int(round(v)) for v in clip_box(self.box, w, h))
         crop = _gray(frame, x, y, x + bw, y + bh)
@@ -218,13 +238,19 @@ class FlowTracker:
             roi = (mask[y : y + bh, x : x + bw] > 0).astype(np.uint8) * 255
             if not roi.any():
                 roi = None
+        k = self._lk_scale()
+        if k < 1.0 and crop.size:
+            size = (max(1, round(crop.shape[1] * k)), max(1, round(crop.shape[0] * k)))
+            crop = cv2.resize(crop, size, interpolation=cv2.INTER_LINEAR)
+            if roi is not None:
+                roi = cv2.resize(roi, size, interpolation=cv2.INTER_NEAREST)
         pts = (
             cv2.goodFeaturesToTrack(crop, self.max_points, 0.01, 3, mask=roi) if crop.size else None
         )
         if pts is None:
             self._pts = np.zeros((0, 1, 2), np.float32)
         else:
-            self._pts = (pts + np.array([x, y], np.float32)).astype(np.float32)
+            self._pts = (pts / k + np.array([x, y], np.float32)).astype(np.float32)
 
     def _set_template(self, frame: np.ndarray, mask: np.ndarray | None = None) -> None:
         """Appearance template: the athlete's pixels (the mask inside its box when given)."""
@@ -266,6 +292,7 @@ class FlowTracker:
         if t is None or t.shape[0] >= gray.shape[0] or t.shape[1] >= gray.shape[1]:
             return 0.0
         best, best_loc, best_scale = -1.0, (0, 0), 1.0
+        pyramid = [gray]  # the search image's halvings, shared by the three template sizes
         for s in (0.8, 1.0, 1.25):
             ts = cv2.resize(t, None, fx=s, fy=s) if s != 1.0 else t
             tm = cv2.resize(
@@ -273,7 +300,7 @@ class FlowTracker:
             )
             if ts.shape[0] >= gray.shape[0] or ts.shape[1] >= gray.shape[1] or min(ts.shape) < 4:
                 continue
-            mx, loc = _ncc_coarse_to_fine(gray, ts, tm)
+            mx, loc = _ncc_coarse_to_fine(gray, ts, tm, pyramid=pyramid)
             if mx > best:
                 best, best_loc, best_scale = mx, loc, s
         if best >= self.reacquire_threshold:
@@ -312,7 +339,7 @@ class FlowTracker:
             # a large box is tracked on the window scaled so that its longer side is lk_size
             # px: LK's cost follows the pixels, and a 21-px window on a 128-px athlete is
             # plenty (the forward-backward threshold is in those scaled pixels)
-            k = min(1.0, self.lk_size / max(self.box[2], self.box[3], 1.0))
+            k = self._lk_scale()
             if k < 1.0:
                 size = (max(1, round(a0.shape[1] * k)), max(1, round(a0.shape[0] * k)))
                 a0 = cv2.resize(a0, size, interpolation=cv2.INTER_LINEAR)
@@ -328,9 +355,7 @@ class FlowTracker:
             if ok.sum() >= self.min_points:
                 a, b = p0.reshape(-1, 2)[ok], p1.reshape(-1, 2)[ok]
                 d = np.median(b - a, axis=0)
-                i, j = np.triu_indices(len(a), 1)
-                da = np.linalg.norm(a[i] - a[j], axis=1)
-                db = np.linalg.norm(b[i] - b[j], axis=1)
+                da, db = pdist(a), pdist(b)  # every pair's distance, before and after
                 keep = da > 1e-3
                 s = float(np.clip(np.median(db[keep] / da[keep]), 0.8, 1.25)) if keep.any() else 1.0
                 x, y, bw, bh = self.box
