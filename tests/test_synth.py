@@ -15,6 +15,7 @@ from hmtools.datasets.synth import (
     make_specs,
     render_clip,
 )
+from hmtools.errors import InputError
 from hmtools.masks import MaskStore, validate_store
 
 
@@ -128,3 +129,26 @@ def test_scores_follow_the_factors():
         assert s_hi > s_lo + 2
     assert final_score([7, 7.5, 8, 8, 8.5, 9, 10], 2.0) == 2.0 * (8 + 8 + 8.5)
     assert final_score([7, 8, 9], 3.0) == 72.0
+
+
+def test_test_share_sets_the_split_per_dive_number():
+    """``--test-share`` moves that share of every dive number's clips (rounded) to the test
+    split, keeps a training exemplar for each, and leaves the default split as it was."""
+    from collections import Counter
+
+    from hmtools.datasets.synth import _split, generate
+
+    specs = make_specs(280, 1)
+    per_type = Counter(s.dive.number for s in specs)
+    by_key = {s.key: s.dive.number for s in specs}
+    for share in (0.25, 4 / 7, 0.0):
+        train, test = _split(specs, np.random.default_rng(2), share)
+        want = {t: min(n - 1, int(n * share + 0.5)) for t, n in per_type.items()}
+        assert Counter(by_key[k] for k in test) == +Counter(want)
+        assert len(train) + len(test) == 280 and not set(train) & set(test)
+        assert {by_key[k] for k in test} <= {by_key[k] for k in train}
+    assert len(_split(specs, np.random.default_rng(2), 4 / 7)[1]) > 150  # 121 train / 159 test
+    # the default split is the one every earlier dataset got (same draws, same share)
+    assert _split(specs, np.random.default_rng(2)) == _split(specs, np.random.default_rng(2), 0.25)
+    with pytest.raises(InputError, match="test-share"):
+        generate("/nonexistent/never-written", 4, test_share=1.0)

@@ -20,6 +20,13 @@ from hmtools.datasets.synth import generate
 @click.option("--seed", "-s", type=int, default=0, show_default=True)
 @click.option("--height", type=int, default=256, show_default=True, help="Frame height (px).")
 @click.option("--workers", "-j", type=int, default=None, help="Processes (default: all cores).")
+@click.option(
+    "--test-share",
+    type=float,
+    default=0.25,
+    show_default=True,
+    help="Share of each dive number's clips in the test split.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace a dataset already in OUT.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def synth(
@@ -28,6 +35,7 @@ def synth(
     seed: int,
     height: int,
     workers: int | None,
+    test_share: float,
     overwrite: bool,
     quiet: bool,
 ) -> None:
@@ -38,9 +46,17 @@ def synth(
     \b
     Example:
       hmtools synth data/synth --videos 200 --seed 0
+      hmtools synth data/bench --videos 280 --test-share 0.57   # 120 train / 160 test
     """
     generate(
-        out, videos, seed, height=height, workers=workers, overwrite=overwrite, progress=not quiet
+        out,
+        videos,
+        seed,
+        height=height,
+        workers=workers,
+        overwrite=overwrite,
+        progress=not quiet,
+        test_share=test_share,
     )
     click.echo(f"wrote {videos} synthetic clips to {out}")
 
