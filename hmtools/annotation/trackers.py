@@ -192,7 +192,6 @@ class FlowTracker:
         retry_every: int = 2,
         lk_window: int = 21,
         lk_levels: int = 3,
-        lk_size: float = 192.0,
     ):
         self.max_points, self.min_points = max_points, min_points
         self.lost_after, self.reacquire_threshold = lost_after, reacquire_threshold
@@ -200,7 +199,6 @@ class FlowTracker:
         self.full_every = full_every
         self.patient_for, self.retry_every = patient_for, max(1, retry_every)
         self.lk_window, self.lk_levels = (lk_window, lk_window), lk_levels
-        self.lk_size = lk_size
         self._lost_frames = 0
         self._empty = 0
         self.box: Box = (0, 0, 1, 1)
@@ -223,13 +221,8 @@ class FlowTracker:
             int(min(h, y + bh + gy)),
         )
 
-    def _lk_scale(self) -> float:
-        """The scale LK works at: 1, or less for a box longer than ``lk_size`` px."""
-        return min(1.0, self.lk_size / max(self.box[2], self.box[3], 1.0))
-
     def _sample_points(self, frame: np.ndarray, mask: np.ndarray | None = None) -> None:
-        """Good features inside the box (or the mask), searched in the box's crop only, at the
-        scale LK tracks them at."""
+        """Good features inside the box (or the mask), searched in the box's crop only."""
         h, w = frame.shape[:2]
         x, y, bw, bh = (int(round(v)) for v in clip_box(self.box, w, h))
         crop = _gray(frame, x, y, x + bw, y + bh)
@@ -238,19 +231,13 @@ class FlowTracker:
             roi = (mask[y : y + bh, x : x + bw] > 0).astype(np.uint8) * 255
             if not roi.any():
                 roi = None
-        k = self._lk_scale()
-        if k < 1.0 and crop.size:
-            size = (max(1, round(crop.shape[1] * k)), max(1, round(crop.shape[0] * k)))
-            crop = cv2.resize(crop, size, interpolation=cv2.INTER_LINEAR)
-            if roi is not None:
-                roi = cv2.resize(roi, size, interpolation=cv2.INTER_NEAREST)
         pts = (
             cv2.goodFeaturesToTrack(crop, self.max_points, 0.01, 3, mask=roi) if crop.size else None
         )
         if pts is None:
             self._pts = np.zeros((0, 1, 2), np.float32)
         else:
-            self._pts = (pts / k + np.array([x, y], np.float32)).astype(np.float32)
+            self._pts = (pts + np.array([x, y], np.float32)).astype(np.float32)
 
     def _set_template(self, frame: np.ndarray, mask: np.ndarray | None = None) -> None:
         """Appearance template: the athlete's pixels (the mask inside its box when given)."""
@@ -336,19 +323,11 @@ class FlowTracker:
             x0, y0, x1, y1 = self._window(w, h)
             off = np.array([x0, y0], np.float32)
             a0, a1 = _gray(self._prev, x0, y0, x1, y1), _gray(frame, x0, y0, x1, y1)
-            # a large box is tracked on the window scaled so that its longer side is lk_size
-            # px: LK's cost follows the pixels, and a 21-px window on a 128-px athlete is
-            # plenty (the forward-backward threshold is in those scaled pixels)
-            k = self._lk_scale()
-            if k < 1.0:
-                size = (max(1, round(a0.shape[1] * k)), max(1, round(a0.shape[0] * k)))
-                a0 = cv2.resize(a0, size, interpolation=cv2.INTER_LINEAR)
-                a1 = cv2.resize(a1, size, interpolation=cv2.INTER_LINEAR)
-            q0 = ((p0 - off) * k).astype(np.float32)
+            q0 = (p0 - off).astype(np.float32)
             lk = dict(winSize=self.lk_window, maxLevel=self.lk_levels)
             q1, st, _ = cv2.calcOpticalFlowPyrLK(a0, a1, q0, None, **lk)
             qb, stb, _ = cv2.calcOpticalFlowPyrLK(a1, a0, q1, None, **lk)
-            p1 = q1 / k + off
+            p1 = q1 + off
             fb = np.linalg.norm((q0 - qb).reshape(-1, 2), axis=1)
             ok = (st.reshape(-1) == 1) & (stb.reshape(-1) == 1) & (fb < 1.5)
             score = float(ok.mean()) if len(ok) else 0.0
