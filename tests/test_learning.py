@@ -1,11 +1,19 @@
-"""The small config learns: on held-out synthetic dives its Spearman rho clearly beats the
-untrained model's (the exemplar-mean predictor, Delta = 0).
+"""The small config's training moves the predictions off the exemplar means: on this dataset's
+held-out dives its Spearman rho beats the untrained model's (the exemplar-mean predictor,
+Delta = 0), and the score loss falls.
 
-What was measured (hmtools/models/SPEC.md, "CPU configs"): learning is limited by the number of
-training pairs seen (~700-1000 pairs before the score regression leaves the exemplar-mean
-baseline, whatever the batch size), so this needs ~3000 pairs: 120 training clips x 20 epochs,
-about 8 minutes on 2 CPU cores with the frozen-prefix cache. The final epoch is judged (no
-selection on the test set)."""
+What this does and does not show (hmtools/models/SPEC.md, "CPU configs"): the 40 test clips of
+this split are few (rho's 95 % interval is ~0.5 wide), and they are a favourable draw. On larger
+held-out sets the same config and budget (120 training clips, 20 epochs) does not beat the
+exemplar mean: 0.286 [0.14, 0.42] vs 0.310 on 159 test clips (280 videos, seed 1,
+``--test-share 4/7``); 0.304 [0.19, 0.41] vs 0.245 on 239 (another split of seed 1, 121 training clips). A ridge
+regression on the frozen backbone's features reaches only ~0.39 with 120 training clips: the
+features see the splash, not the diver's tightness or entry angle. So this is a regression test
+of the training loop (it learns something from the pairs), not evidence of the issue's 0.6 goal.
+Learning is limited by training pairs seen (~700-1000 before the regression leaves the
+exemplar-mean baseline), so this needs ~3000 pairs: 120 training clips x 20 epochs, about 8
+minutes on 2 CPU cores with the frozen-prefix cache. The final epoch is judged (no selection on
+the test set)."""
 
 from __future__ import annotations
 
