@@ -134,7 +134,7 @@ def test_sam_code_path_with_a_small_random_sam(tmp_path):
 
 
 def test_sam_encodes_the_next_chunk_while_tracking_with_the_same_result():
-    """SamSegmenter's encoder runs one chunk ahead in a worker thread; the masks and scores are
+    """SamSegmenter's encoder runs ahead in a worker thread; the masks and scores are
     those of encoding inline."""
     from hmtools.annotation.pseudo_mask import segment_video
     from hmtools.annotation.trackers import FlowTracker

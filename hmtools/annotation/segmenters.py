@@ -194,7 +194,7 @@ class SamSegmenter:
     """SAM (``segment_anything``) prompted by the tracker box (see module doc)."""
 
     name = "sam"
-    overlap_encode = True  # segment_video encodes the next chunk while this one is tracked
+    overlap_encode = True  # segment_video encodes chunks ahead while the current one is tracked
 
     def __init__(
         self, sam: object, device: str = "cpu", batch_size: int = 4, points_from_previous: int = 3
