@@ -255,9 +255,9 @@ def segment_video(
     Frames are encoded ``chunk`` at a time (default: the segmenter's ``batch_size``, else 32).
     A segmenter with a heavy batched encoder (``overlap_encode``: SAM) encodes up to ``ahead``
     chunks in a worker thread while the tracker and the prompt decoder work through the current
-    one, so the encoder never waits for the tracker (on a GPU the tracking then costs no wall
-    time; torch and OpenCV release the GIL); only the tracking of the last chunk is not
-    overlapped, which is why chunks are one encoder batch, not more. Same masks either way."""
+    one, so the encoder is not held up by the tracker (torch and OpenCV release the GIL). When
+    the encoder is the slow side (a real SAM) the tracking then costs no wall time but for the
+    last chunk's, which is why a chunk is one encoder batch, not more. Same masks either way."""
     h, w = frames[0].shape[:2]
     masks = np.zeros((len(frames), h, w), np.uint8)
     scores = np.zeros(len(frames), np.float32)

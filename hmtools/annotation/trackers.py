@@ -138,8 +138,8 @@ def _ncc_coarse_to_fine(
     same way, recursively, while the halved template keeps a shorter side of ``min_side`` px),
     then refined at full resolution within 1 px of it. A 256-px frame's athlete takes one
     halving (measured in isolation: 5.4 ms -> 1.8 ms for a 96 x 51 template over a 455 x 256
-    frame), a 720p one two or three (one halving left the re-acquisition of a lost tracker at
-    ~50 ms a search there). Templates under ``2 * min_side`` px, which halving would blur away,
+    frame), a 720p one two or three (a whole-frame search for a lost athlete, three template
+    sizes, ~17 ms there). Templates under ``2 * min_side`` px, which halving would blur away,
     and small search areas are searched at full resolution directly. The score is the
     full-resolution one, so thresholds mean the same as with :func:`_ncc`. ``pyramid``: a list
     that holds (and is extended with) the image's halvings ``[image, half, quarter, ...]``, to
@@ -304,6 +304,8 @@ class FlowTracker:
 
     # -- protocol -------------------------------------------------------------------------
     def init(self, frame: np.ndarray, box: Box) -> None:
+        """Start on ``frame`` (BGR or gray) at ``box``. The tracker keeps the last frame it was
+        given by reference, not as a copy: do not write into a frame after passing it."""
         self.box = clip_box(box, frame.shape[1], frame.shape[0])
         self.lost, self._bad, self._empty, self._lost_frames = False, 0, 0, 0
         self._prev = frame  # kept as given: gray crops are converted where they are needed
