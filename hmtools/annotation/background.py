@@ -27,21 +27,17 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from hmtools.annotation.trackers import Box, fit_similarity
+from hmtools.annotation.trackers import Box, fit_similarity, to_gray
 
 NEIGHBOUR_OFFSETS = (-36, -24, -16, -10, -6, 6, 10, 16, 24, 36)
 _EYE = np.eye(3)
-
-
-def _gray(frame: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
 
 
 class CameraPath:
     """Chained camera motion of one video: ``to_first[t]`` maps frame ``t`` onto frame 0."""
 
     def __init__(self, frames: list[np.ndarray]):
-        self.grays = [_gray(f) for f in frames]
+        self.grays = [to_gray(f) for f in frames]
         self.to_first = [_EYE]
         for g0, g1 in zip(self.grays[1:], self.grays[:-1], strict=False):
             M = fit_similarity(g0, g1)  # frame t -> frame t-1

@@ -86,7 +86,7 @@ def compensate_camera(g0: np.ndarray, g1: np.ndarray) -> np.ndarray:
     return cv2.warpAffine(g0, M[:2], (w, h), borderMode=cv2.BORDER_REPLICATE)
 
 
-def _gray(
+def to_gray(
     frame: np.ndarray, x0: int = 0, y0: int = 0, x1: int | None = None, y1: int | None = None
 ) -> np.ndarray:
     """The gray ``[y0:y1, x0:x1]`` crop of a BGR (or already gray) frame, converting only the
@@ -225,7 +225,7 @@ class FlowTracker:
         """Good features inside the box (or the mask), searched in the box's crop only."""
         h, w = frame.shape[:2]
         x, y, bw, bh = (int(round(v)) for v in clip_box(self.box, w, h))
-        crop = _gray(frame, x, y, x + bw, y + bh)
+        crop = to_gray(frame, x, y, x + bw, y + bh)
         roi = None
         if mask is not None and mask.any():
             roi = (mask[y : y + bh, x : x + bw] > 0).astype(np.uint8) * 255
@@ -244,7 +244,7 @@ class FlowTracker:
         h, w = frame.shape[:2]
         x, y, bw, bh = (int(round(v)) for v in clip_box(self.box, w, h))
         if bw >= 4 and bh >= 4:
-            self._template = np.array(_gray(frame, x, y, x + bw, y + bh))
+            self._template = np.array(to_gray(frame, x, y, x + bw, y + bh))
             tm = (mask[y : y + bh, x : x + bw] > 0) if mask is not None else None
             self._template_mask = (
                 tm.astype(np.uint8) * 255
@@ -274,7 +274,7 @@ class FlowTracker:
 
     def _match(self, frame: np.ndarray, window: tuple[int, ...]) -> float:
         x0, y0, x1, y1 = window
-        gray = _gray(frame, x0, y0, x1, y1)
+        gray = to_gray(frame, x0, y0, x1, y1)
         t = self._template
         if t is None or t.shape[0] >= gray.shape[0] or t.shape[1] >= gray.shape[1]:
             return 0.0
@@ -324,7 +324,7 @@ class FlowTracker:
             # LK on a window around the box only: the cost does not grow with the frame size
             x0, y0, x1, y1 = self._window(w, h)
             off = np.array([x0, y0], np.float32)
-            a0, a1 = _gray(self._prev, x0, y0, x1, y1), _gray(frame, x0, y0, x1, y1)
+            a0, a1 = to_gray(self._prev, x0, y0, x1, y1), to_gray(frame, x0, y0, x1, y1)
             q0 = (p0 - off).astype(np.float32)
             lk = dict(winSize=self.lk_window, maxLevel=self.lk_levels)
             q1, st, _ = cv2.calcOpticalFlowPyrLK(a0, a1, q0, None, **lk)
