@@ -152,3 +152,29 @@ def test_test_share_sets_the_split_per_dive_number():
     assert _split(specs, np.random.default_rng(2)) == _split(specs, np.random.default_rng(2), 0.25)
     with pytest.raises(InputError, match="test-share"):
         generate("/nonexistent/never-written", 4, test_share=1.0)
+
+
+def test_synth_cli_test_share(tmp_path):
+    """``hmtools synth --test-share`` writes its split into the official split pickles."""
+    res = CliRunner().invoke(
+        main,
+        [
+            "synth",
+            str(tmp_path),
+            "-n",
+            "8",
+            "--height",
+            "64",
+            "--test-share",
+            "0.5",
+            "-q",
+            "-j",
+            "1",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    samples = load_finediving(tmp_path / "Annotations", tmp_path / "frames")
+    splits = [s.split for s in samples]
+    assert splits.count("test") >= 3 and splits.count("train") >= 3  # 2 dive numbers, 4 each
+    bad = CliRunner().invoke(main, ["synth", str(tmp_path / "x"), "-n", "2", "--test-share", "1"])
+    assert bad.exit_code != 0 and "test-share" in bad.output
