@@ -194,13 +194,14 @@ def speed(repeats: int = 3) -> None:
             cands.append(("small random SAM", SamSegmenter(small_sam(), "cpu", batch_size=4)))
         for name, seg in cands:
             threaded = getattr(seg, "overlap_encode", False)
-            runs: dict[bool, list] = {True: [], False: []}
+            modes = (True, False) if threaded else (False,)
+            runs: dict[bool, list] = {m: [] for m in modes}
             for _ in range(repeats):
-                for mode in (True, False) if threaded else (False,):
+                for mode in modes:
                     seg.overlap_encode = mode
                     runs[mode].append(run(seg, frames, gt)[1:])
             seg.overlap_encode = threaded
-            for mode in (True, False) if threaded else (False,):
+            for mode in modes:
                 fps, outside = np.median(np.array(runs[mode]), axis=0)
                 tag = name if mode == threaded else name + " inline"
                 line = (

@@ -6,8 +6,9 @@ What this does and does not show (hmtools/models/SPEC.md, "CPU configs"): the 40
 this split are few (rho's 95 % interval is ~0.5 wide), and they are a favourable draw. On larger
 held-out sets the same config and budget (120 training clips, 20 epochs) does not beat the
 exemplar mean: 0.286 [0.14, 0.42] vs 0.310 on 159 test clips (280 videos, seed 1,
-``--test-share 4/7``); 0.304 [0.19, 0.41] vs 0.245 on 239 (another split of seed 1, 121 training clips). A ridge
-regression on the frozen backbone's features reaches only ~0.39 with 120 training clips: the
+``--test-share 4/7``); 0.304 [0.19, 0.41] vs 0.245 on 239 (another split of seed 1, 121
+training clips). A ridge regression on the frozen backbone's features reaches only ~0.39 with
+120 training clips: the
 features see the splash, not the diver's tightness or entry angle. So this is a regression test
 of the training loop (it learns something from the pairs), not evidence of the issue's 0.6 goal.
 Learning is limited by training pairs seen (~700-1000 before the regression leaves the
