@@ -178,3 +178,36 @@ def test_coarse_to_fine_search_finds_what_the_full_search_finds():
         assert full[1] == (x, y) and fast[1] == (x, y), (full, fast)
         # float32 sums over ~35k template pixels (a DFT over the frame, direct on the window)
         assert fast[0] == pytest.approx(full[0], abs=1e-4)
+
+
+def test_gray_crops_are_the_crops_converted_once(monkeypatch):
+    import hmtools.annotation.trackers as trk
+
+    converted: list[int] = []
+    real = trk.to_gray
+
+    def counting(frame, x0=0, y0=0, x1=None, y1=None):
+        out = real(frame, x0, y0, x1, y1)
+        converted.append(out.size)
+        return out
+
+    monkeypatch.setattr(trk, "to_gray", counting)
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 256, (90, 160, 3), dtype=np.uint8) for _ in range(4)]
+    cache = trk.GrayCrops(slack=8, keep=3)
+    for _ in range(300):
+        f = frames[int(rng.integers(4))]
+        x0, y0 = int(rng.integers(0, 150)), int(rng.integers(0, 80))
+        x1, y1 = int(rng.integers(x0 + 1, 161)), int(rng.integers(y0 + 1, 91))
+        got = cache.get(f, x0, y0, x1, y1)
+        want = cv2.cvtColor(np.ascontiguousarray(f[y0:y1, x0:x1]), cv2.COLOR_BGR2GRAY)
+        np.testing.assert_array_equal(got, want)
+    # a region inside the one just converted (the next LK window, the box) is a slice of it
+    converted.clear()
+    cache.get(frames[0], 40, 20, 100, 70)
+    cache.get(frames[0], 45, 25, 95, 65)
+    cache.get(frames[0], 34, 14, 106, 76)  # within the slack
+    assert len(converted) == 1
+    cache.get(frames[1], 45, 25, 95, 65)  # another frame is converted, never mixed up
+    cache.get(frames[0].copy(), 45, 25, 95, 65)  # the same pixels in another array, too
+    assert len(converted) == 3

@@ -313,13 +313,13 @@ def _segment_chunk(
             log.warning("frame %d: segmenter failed (%s): empty mask", t, e)
             m, s = np.zeros((h, w), np.uint8), 0.0
         m = m.astype(np.uint8, copy=False)
-        if not m.any():
+        mb = mask_box(m)  # None: an empty mask
+        if mb is None:
             s = 0.0
         masks[t], scores[t] = m, s
-        mb = mask_box(m)
         # the mask corrects the tracker only when its box is plausible next to the tracked one
         if mb is not None and 0.25 <= (mb[2] * mb[3]) / max(1.0, cur_box[2] * cur_box[3]) <= 4:
-            tracker.correct(m)
+            tracker.correct(masks[t], mb)
             cur_box = mb
         else:
             tracker.correct(None)

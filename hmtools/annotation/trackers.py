@@ -1,8 +1,8 @@
 """Single-object trackers that follow the athlete between pseudo masks (OSTrack-like interface).
 
-Protocol: ``init(frame, box)``; ``update(frame) -> (box, score)``; ``correct(mask)`` feeds the new
-pseudo mask back (its box re-centres the tracker and refreshes its points and template). Boxes
-are ``(x, y, w, h)`` floats in pixels.
+Protocol: ``init(frame, box)``; ``update(frame) -> (box, score)``; ``correct(mask, box=None)``
+feeds the new pseudo mask back (its box -- ``box`` when the caller has computed it -- re-centres
+the tracker and refreshes its points and template). Boxes are ``(x, y, w, h)`` floats in pixels.
 
 :class:`FlowTracker` needs only OpenCV's main modules: Lucas-Kanade points with a forward-backward
 check move the box (median shift, median scale change), so it tracks on its own through frames
@@ -28,7 +28,7 @@ class Tracker(Protocol):
 
     def update(self, frame: np.ndarray) -> tuple[Box, float]: ...
 
-    def correct(self, mask: np.ndarray) -> None: ...
+    def correct(self, mask: np.ndarray | None, box: Box | None = None) -> None: ...
 
 
 def mask_box(mask: np.ndarray) -> Box | None:
@@ -93,6 +93,38 @@ def to_gray(
     crop: the tracker looks at a window around the athlete, not at the whole frame."""
     crop = frame[y0:y1, x0:x1]
     return cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
+
+
+class GrayCrops:
+    """Gray crops of the last frames a tracker looked at, each pixel converted once: a crop that
+    lies inside a region already converted for the same frame object is a slice of it. A new
+    region is converted with ``slack`` px to spare on every side, so the next frame's
+    Lucas-Kanade window in this frame (around a box that moved a little) and the point and
+    template crops inside the box are slices too. Holds the last ``keep`` regions; frames are
+    matched by identity, so a frame must not be written into while it is held (the tracker keeps
+    its frames by reference anyway)."""
+
+    def __init__(self, slack: int = 16, keep: int = 3):
+        self.slack, self.keep = slack, keep
+        self._held: list[tuple[np.ndarray, int, int, np.ndarray]] = []  # (frame, x0, y0, gray)
+
+    def get(self, frame: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+        """``to_gray(frame, x0, y0, x1, y1)``, from a held region when one covers it."""
+        for f, gx, gy, g in reversed(self._held):
+            if (
+                f is frame
+                and gx <= x0
+                and gy <= y0
+                and x1 <= gx + g.shape[1]
+                and y1 <= gy + g.shape[0]
+            ):
+                return g[y0 - gy : y1 - gy, x0 - gx : x1 - gx]
+        h, w = frame.shape[:2]
+        s = self.slack
+        rx0, ry0, rx1, ry1 = max(0, x0 - s), max(0, y0 - s), min(w, x1 + s), min(h, y1 + s)
+        g = to_gray(frame, rx0, ry0, rx1, ry1)
+        self._held = self._held[-(self.keep - 1) :] + [(frame, rx0, ry0, g)]
+        return g[y0 - ry0 : y1 - ry0, x0 - rx0 : x1 - rx0]
 
 
 def _correlate(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
@@ -208,6 +240,7 @@ class FlowTracker:
         self._pts: np.ndarray | None = None
         self._template: np.ndarray | None = None
         self._template_mask: np.ndarray | None = None
+        self._gray = GrayCrops()
 
     # -- helpers --------------------------------------------------------------------------
     def _window(self, w: int, h: int, grow: float = 1.0, margin: int = 48) -> tuple[int, ...]:
@@ -225,9 +258,9 @@ class FlowTracker:
         """Good features inside the box (or the mask), searched in the box's crop only."""
         h, w = frame.shape[:2]
         x, y, bw, bh = (int(round(v)) for v in clip_box(self.box, w, h))
-        crop = to_gray(frame, x, y, x + bw, y + bh)
+        crop = self._gray.get(frame, x, y, x + bw, y + bh)
         roi = None
-        if mask is not None and mask.any():
+        if mask is not None:
             roi = (mask[y : y + bh, x : x + bw] > 0).astype(np.uint8) * 255
             if not roi.any():
                 roi = None
@@ -244,7 +277,7 @@ class FlowTracker:
         h, w = frame.shape[:2]
         x, y, bw, bh = (int(round(v)) for v in clip_box(self.box, w, h))
         if bw >= 4 and bh >= 4:
-            self._template = np.array(to_gray(frame, x, y, x + bw, y + bh))
+            self._template = np.array(self._gray.get(frame, x, y, x + bw, y + bh))
             tm = (mask[y : y + bh, x : x + bw] > 0) if mask is not None else None
             self._template_mask = (
                 tm.astype(np.uint8) * 255
@@ -274,7 +307,7 @@ class FlowTracker:
 
     def _match(self, frame: np.ndarray, window: tuple[int, ...]) -> float:
         x0, y0, x1, y1 = window
-        gray = to_gray(frame, x0, y0, x1, y1)
+        gray = self._gray.get(frame, x0, y0, x1, y1)
         t = self._template
         if t is None or t.shape[0] >= gray.shape[0] or t.shape[1] >= gray.shape[1]:
             return 0.0
@@ -309,6 +342,7 @@ class FlowTracker:
         self.box = clip_box(box, frame.shape[1], frame.shape[0])
         self.lost, self._bad, self._empty, self._lost_frames = False, 0, 0, 0
         self._prev = frame  # kept as given: gray crops are converted where they are needed
+        self._gray = GrayCrops()  # nothing held from an earlier video
         self._sample_points(frame)
         self._set_template(frame)
 
@@ -324,7 +358,8 @@ class FlowTracker:
             # LK on a window around the box only: the cost does not grow with the frame size
             x0, y0, x1, y1 = self._window(w, h)
             off = np.array([x0, y0], np.float32)
-            a0, a1 = to_gray(self._prev, x0, y0, x1, y1), to_gray(frame, x0, y0, x1, y1)
+            a0 = self._gray.get(self._prev, x0, y0, x1, y1)
+            a1 = self._gray.get(frame, x0, y0, x1, y1)
             q0 = (p0 - off).astype(np.float32)
             lk = dict(winSize=self.lk_window, maxLevel=self.lk_levels)
             q1, st, _ = cv2.calcOpticalFlowPyrLK(a0, a1, q0, None, **lk)
@@ -355,18 +390,17 @@ class FlowTracker:
         self._prev = frame
         return self.box, score
 
-    def correct(self, mask: np.ndarray | None) -> None:
-        """Feed back the pseudo mask: its box re-centres the tracker; an empty mask counts
+    def correct(self, mask: np.ndarray | None, box: Box | None = None) -> None:
+        """Feed back the pseudo mask: its box (``box``, the mask's :func:`mask_box` when the
+        caller has computed it, else computed here) re-centres the tracker; an empty mask counts
         towards "lost" but leaves the flow estimate in place."""
-        if mask is None or not mask.any():
+        mb = None if mask is None else (box if box is not None else mask_box(mask))
+        if mb is None:
             self._empty += 1
             if self._empty >= self.empty_lost_after:
                 self.lost = True
             return
         self._empty = 0
-        mb = mask_box(mask)
-        if mb is None:
-            return
         if not self.lost and box_iou(mb, self.box) < 0.05:
             return  # a jump: the segmenter latched onto something else; keep tracking
         self.box = mb
@@ -407,7 +441,7 @@ class OpenCVTracker:
             self.box = tuple(float(v) for v in b)  # type: ignore[assignment]
         return self.box, 1.0 if ok else 0.0
 
-    def correct(self, mask: np.ndarray | None) -> None:
+    def correct(self, mask: np.ndarray | None, box: Box | None = None) -> None:
         return None
 
 
