@@ -8,7 +8,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from hmtools.annotation.pseudo_mask import find_athlete, parse_shard, run_pseudo_mask
+from hmtools.annotation.pseudo_mask import (
+    find_athlete,
+    parse_shard,
+    rank_device,
+    run_pseudo_mask,
+)
 from hmtools.annotation.segmenters import SamSegmenter, small_sam
 from hmtools.annotation.trackers import mask_box
 from hmtools.cli import main
@@ -226,3 +231,69 @@ def test_shard_and_finder(monkeypatch):
         frames.append(f)
     x, y, w, h = find_athlete(frames)
     assert 25 <= x + w / 2 <= 95 and 30 <= y + h / 2 <= 70
+
+
+def test_one_gpu_per_torchrun_rank_and_clear_device_errors(monkeypatch):
+    import torch
+
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert rank_device("cuda") == "cuda" and rank_device("cpu") == "cpu"
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert rank_device("cuda") == "cuda:3"
+    assert rank_device("cuda:1") == "cuda:1" and rank_device("cpu") == "cpu"
+    monkeypatch.setenv("LOCAL_RANK", "x")
+    with pytest.raises(InputError, match="LOCAL_RANK"):
+        rank_device("cuda")
+    with pytest.raises(InputError, match="not a device|use cpu"):
+        SamSegmenter(small_sam(), "tpu")
+    if torch.cuda.is_available():
+        with pytest.raises(InputError, match="sees"):
+            SamSegmenter(small_sam(), f"cuda:{torch.cuda.device_count()}")
+    else:
+        with pytest.raises(InputError, match="no CUDA GPU"):
+            SamSegmenter(small_sam(), "cuda:0")
+
+
+@pytest.mark.slow
+def test_the_same_command_under_torchrun_shards_by_rank(synth_small, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            str(30500 + os.getpid() % 1000),
+            "-m",
+            "hmtools.cli",
+            "pseudo-mask",
+            str(synth_small / "frames"),
+            "--dataset",
+            "finediving",
+            "--annotations",
+            str(synth_small / "Annotations"),
+            "--segmenter",
+            "motion",
+            "--out",
+            str(tmp_path / "pm.h5"),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    shards = [tmp_path / f"pm.shard{k}of2.h5" for k in range(2)]
+    ids = []
+    for p in shards:
+        with MaskStore(p) as st:
+            ids.append(set(st.video_ids()))
+    assert ids[0] and ids[1] and not ids[0] & ids[1]  # each rank did its own half
+    merge_stores(shards, tmp_path / "pm.h5", progress=False)
+    with MaskStore(tmp_path / "pm.h5") as pm, MaskStore(synth_small / "Synth-HM.h5") as gt:
+        assert sorted(pm.video_ids()) == sorted(gt.video_ids())

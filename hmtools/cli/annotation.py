@@ -69,7 +69,12 @@ from hmtools.cli import main
 )
 @click.option("--resume", is_flag=True, help="Skip videos finished by an earlier run.")
 @click.option("--overwrite", is_flag=True, help="Redo everything into an existing --out.")
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda (SAM only).")
+@click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    help="cpu, cuda or cuda:N (SAM only); under torchrun cuda means cuda:LOCAL_RANK.",
+)
 @click.option(
     "--batch-size",
     type=int,
@@ -115,8 +120,15 @@ def pseudo_mask(
           --sam-checkpoint sam_vit_b_01ec64.pth --device cuda --shard 0/8 --out pm.h5
       # Slurm: sbatch --array=0-7 --wrap "hmtools pseudo-mask ... --out pm.h5" (shards from
       # SLURM_ARRAY_TASK_ID), then: hmtools merge pm.shard*of8.h5 --out FineDiving-HM.h5
+      # one node, 4 GPUs (shard = RANK, GPU = LOCAL_RANK):
+      torchrun --nproc-per-node 4 -m hmtools.cli pseudo-mask ... --device cuda --out pm.h5
     """
-    from hmtools.annotation.pseudo_mask import SAM_CPU_SECONDS, list_videos, run_pseudo_mask
+    from hmtools.annotation.pseudo_mask import (
+        SAM_CPU_SECONDS,
+        list_videos,
+        rank_device,
+        run_pseudo_mask,
+    )
     from hmtools.annotation.segmenters import default_weight_free, make_segmenter
 
     name = segmenter or ("sam" if sam_checkpoint else default_weight_free())
@@ -135,7 +147,7 @@ def pseudo_mask(
         name,
         sam_checkpoint=str(sam_checkpoint) if sam_checkpoint else None,
         sam_model=sam_model,
-        device=device,
+        device=rank_device(device),
         batch_size=batch_size,
     )
     rep = run_pseudo_mask(
