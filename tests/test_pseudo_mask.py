@@ -297,3 +297,55 @@ def test_the_same_command_under_torchrun_shards_by_rank(synth_small, tmp_path):
     merge_stores(shards, tmp_path / "pm.h5", progress=False)
     with MaskStore(tmp_path / "pm.h5") as pm, MaskStore(synth_small / "Synth-HM.h5") as gt:
         assert sorted(pm.video_ids()) == sorted(gt.video_ids())
+
+
+def _avi(path, frames: int, w: int = 64, h: int = 48) -> None:
+    wr = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (w, h))
+    assert wr.isOpened()
+    for t in range(frames):
+        f = np.full((h, w, 3), 90, np.uint8)
+        cv2.circle(f, (10 + t % 40, 24), 6, (0, 0, 255), -1)
+        wr.write(f)
+    wr.release()
+
+
+def test_a_video_too_long_for_memory_is_a_logged_failure_not_a_crash(tmp_path, monkeypatch):
+    import hmtools.annotation.pseudo_mask as pm
+
+    root = tmp_path / "videos"
+    root.mkdir()
+    _avi(root / "clip.avi", 20)  # 20 x 64 x 48 x 4 B = 0.23 MiB
+    _avi(root / "broadcast.avi", 300)  # 3.5 MiB
+    res = CliRunner().invoke(
+        main,
+        ["pseudo-mask", str(root), "--out", str(tmp_path / "pm.h5"), "--segmenter", "motion"]
+        + ["--max-video-gb", str(2 / 1024), "-q"],
+    )
+    assert res.exit_code == 2, res.output
+    fails = (tmp_path / "pm.failures.csv").read_text()
+    assert "broadcast.avi: 300 frames of 64x48" in fails and "cut it into clips" in fails
+    with MaskStore(tmp_path / "pm.h5") as st:
+        assert st.video_ids() == [("clip",)] and len(st.frame_index(("clip",), "pm")) == 20
+
+    real = cv2.VideoCapture
+
+    class NoCount:  # a container that does not say how many frames it has
+        def __init__(self, path):
+            self.cap = real(path)
+
+        def get(self, prop):
+            return 0 if prop == cv2.CAP_PROP_FRAME_COUNT else self.cap.get(prop)
+
+        def __getattr__(self, name):
+            return getattr(self.cap, name)
+
+    monkeypatch.setattr(pm.cv2, "VideoCapture", NoCount)
+    job = pm.list_videos(root)[0]
+    assert job.video_path.name == "broadcast.avi"
+    with pytest.raises(InputError, match="at least 256 frames"):
+        job.read(2 * 2**20)
+    assert len(job.read(8 * 2**20)[1]) == 300
+    folder = pm.VideoJob(("f",), [(0, root / "x.png")])
+    cv2.imwrite(str(root / "x.png"), np.zeros((48, 64, 3), np.uint8))
+    with pytest.raises(InputError, match="x.png|videos"):
+        folder.read(100)

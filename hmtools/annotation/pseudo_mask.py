@@ -66,19 +66,31 @@ class VideoJob:
     def key(self) -> str:
         return video_key(self.video_id)
 
-    def read(self) -> tuple[list[int], list[np.ndarray]]:
-        """Frame numbers and BGR frames; raises :class:`InputError` on a broken source."""
+    def read(self, max_bytes: float | None = None) -> tuple[list[int], list[np.ndarray]]:
+        """Frame numbers and BGR frames; raises :class:`InputError` on a broken source, or when
+        the video would need more than ``max_bytes`` of memory (its frames and their masks: a
+        whole broadcast instead of a clip) -- found before reading all of it, so a long job
+        logs that video and goes on instead of being killed for memory on it at every resume."""
         if self.video_path is not None:
             cap = cv2.VideoCapture(str(self.video_path))
             if not cap.isOpened():
                 raise InputError(f"{self.video_path}: OpenCV cannot open the video")
-            frames = []
-            while True:
-                ok, f = cap.read()
-                if not ok:
-                    break
-                frames.append(f)
-            cap.release()
+            n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+            w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+            try:
+                if n > 0 and w > 0 and h > 0:  # containers that say how long they are
+                    _check_memory(self.video_path, n, w, h, max_bytes)
+                frames = []
+                while True:
+                    ok, f = cap.read()
+                    if not ok:
+                        break
+                    frames.append(f)
+                    if len(frames) % 256 == 0:  # the container's count may be wrong or absent
+                        fh, fw = f.shape[:2]
+                        _check_memory(self.video_path, len(frames), fw, fh, max_bytes, True)
+            finally:
+                cap.release()
             if not frames:
                 raise InputError(f"{self.video_path}: no decodable frame")
             return list(range(len(frames))), frames
@@ -94,8 +106,36 @@ class VideoJob:
                     f"{p}: frame {n} is {img.shape[1]}x{img.shape[0]}, the video's "
                     f"first frame {out[0].shape[1]}x{out[0].shape[0]}"
                 )
+            if not out:
+                folder = p.parent
+                _check_memory(folder, len(self.frames), img.shape[1], img.shape[0], max_bytes)
             out.append(img)
         return [n for n, _ in self.frames], out
+
+
+def default_max_video_bytes() -> float:
+    """Half of this machine's physical memory (unbounded where the OS does not say)."""
+    try:
+        return 0.5 * os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return float("inf")
+
+
+def _check_memory(
+    source: Path, frames: int, w: int, h: int, max_bytes: float | None, at_least: bool = False
+) -> None:
+    """Frames (BGR) and masks of a video are held in memory while it is segmented."""
+    need = frames * w * h * 4
+    if max_bytes is not None and need > max_bytes:
+        raise InputError(
+            f"{source}: {'at least ' if at_least else ''}{frames} frames of {w}x{h} need "
+            f"~{_gib(need)} in memory (frames and masks), over the {_gib(max_bytes)} allowed "
+            "(--max-video-gb): cut it into clips"
+        )
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 def list_videos(
@@ -369,9 +409,14 @@ def run_pseudo_mask(
     low_score: float = 0.7,
     name: str | None = None,
     progress: bool = True,
+    max_video_bytes: float | None = None,
 ) -> PseudoMaskReport:
     """Pseudo masks for every video of ``data_root`` into the ``pm`` layer of ``out`` (see
-    module doc). Returns a report; ``report.failures`` lists videos that could not be done."""
+    module doc). Returns a report; ``report.failures`` lists videos that could not be done
+    (including any that would need more than ``max_video_bytes`` of memory: default half of
+    this machine's)."""
+    if max_video_bytes is None:
+        max_video_bytes = default_max_video_bytes()
     k, n = parse_shard(shard)
     out = shard_path(Path(out), k, n)
     parts = out.with_name(out.name + ".parts")
@@ -400,7 +445,7 @@ def run_pseudo_mask(
         try:
             if job.frames_dir and job.frames_dir.startswith("missing: "):
                 raise InputError(job.frames_dir[len("missing: ") :])
-            numbers, frames = job.read()
+            numbers, frames = job.read(max_video_bytes)
             box = _prompt_for(box_of, job.video_id) or find_athlete(frames)
             t0 = time.perf_counter()
             masks, scores = segment_video(frames, segmenter, make_tracker(tracker), box)

@@ -89,6 +89,12 @@ from hmtools.cli import main
     show_default=True,
     help="Frames scoring below go to <out>.low_confidence.csv.",
 )
+@click.option(
+    "--max-video-gb",
+    type=float,
+    default=None,
+    help="Skip (as a failure) a video needing more memory than this; default: half the RAM.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def pseudo_mask(
     data_root: Path,
@@ -106,6 +112,7 @@ def pseudo_mask(
     device: str,
     batch_size: int,
     low_score: float,
+    max_video_gb: float | None,
     quiet: bool,
 ) -> None:
     """Segment the athlete in every frame of every video: a tracker follows the athlete from a
@@ -163,6 +170,7 @@ def pseudo_mask(
         overwrite=overwrite,
         low_score=low_score,
         progress=not quiet,
+        max_video_bytes=max_video_gb * 2**30 if max_video_gb is not None else None,
     )
     fps = rep.frames / rep.seconds if rep.seconds else 0.0
     click.echo(
