@@ -121,13 +121,15 @@ def test_opencv_trackers_offered():
 
 def test_masked_correlation_matches_opencv():
     """The tracker's masked template search gives OpenCV's masked TM_CCOEFF_NORMED values and
-    corner, on both of its paths (direct for few positions, DFT-sized otherwise)."""
+    corner, on both of its paths (direct when the image is barely larger than the template,
+    OpenCV's correlation otherwise)."""
     rng = np.random.default_rng(4)
     image = cv2.GaussianBlur(rng.integers(0, 256, (240, 320), dtype=np.uint8), (5, 5), 0)
-    for (x, y), (h, w), crop in (
-        ((7, 11), (40, 28), None),
-        ((201, 150), (64, 40), None),
-        ((40, 30), (50, 90), (20, 15, 70, 115)),  # 21 x 26 positions: the direct path
+    for (x, y), (h, w), crop, direct in (
+        ((7, 11), (40, 28), None, False),
+        ((201, 150), (64, 40), None, False),
+        ((40, 30), (50, 90), (20, 15, 70, 115), True),  # 21 x 26 positions
+        ((60, 50), (100, 100), (40, 30, 150, 150), False),  # barely larger, but 26 M products
     ):
         templ = image[y : y + h, x : x + w].copy()
         mask = np.zeros_like(templ)
@@ -138,7 +140,8 @@ def test_masked_correlation_matches_opencv():
             img = image[oy : oy + crop[2], ox : ox + crop[3]]
         ref = np.nan_to_num(cv2.matchTemplate(img, templ, cv2.TM_CCOEFF_NORMED, mask=mask))
         positions = (img.shape[0] - h + 1) * (img.shape[1] - w + 1)
-        assert (positions * h * w <= 4_000_000) == bool(crop)  # each path is exercised
+        small = img.shape[0] < 2 * h or img.shape[1] < 2 * w
+        assert (small and positions * h * w <= 4_000_000) == direct  # each path is exercised
         score, loc = _ncc(img, templ, mask)
         assert loc == (x - ox, y - oy) and score == pytest.approx(float(ref.max()), abs=1e-4)
 
