@@ -207,3 +207,16 @@ def test_rle_ops_without_decoding():
     np.testing.assert_allclose(rle.iou(ra, rb, 8, 8), [16 / 48, 1.0])
     u = rle.union([ra[0], rb[0]], 8, 8)
     assert rle.area([u], 8, 8)[0] == 48
+
+
+def test_encode_is_pycocotools_on_the_binarised_masks_for_any_input_layout():
+    rng = np.random.default_rng(8)
+    m = (rng.random((5, 37, 53)) < 0.3).astype(np.uint8)
+    ref = [r["counts"] for r in mask_utils.encode(np.asfortranarray(m.transpose(1, 2, 0)))]
+    for variant in (m, m * 255, m.astype(bool), m.astype(np.int16) * -3, np.asfortranarray(m)):
+        assert rle.encode(variant) == ref
+    strided = m[:, ::2, 1::3]
+    sref = mask_utils.encode(np.asfortranarray(strided.transpose(1, 2, 0)))
+    assert rle.encode(strided) == [r["counts"] for r in sref]
+    assert rle.encode(m[2]) == ref[2:3]
+    np.testing.assert_array_equal(rle.decode(rle.encode(m * 7), 37, 53), m)

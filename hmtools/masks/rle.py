@@ -28,7 +28,19 @@ def encode(masks: np.ndarray) -> list[bytes]:
         raise ValueError(f"masks must be [T,H,W] or [H,W], got shape {m.shape}")
     if m.shape[0] == 0:
         return []
-    fortran = np.asfortranarray((m != 0).astype(np.uint8).transpose(1, 2, 0))
+    t, h, w = m.shape
+    if m.dtype == bool:
+        m = m.view(np.uint8)
+    elif m.dtype != np.uint8:
+        m = (m != 0).view(np.uint8)
+    # pycocotools wants 0/1 in Fortran order [H, W, T]: each mask is transposed into place with
+    # OpenCV and thresholded there (at 720p ~7x faster than numpy's strided copy of the whole
+    # array after a compare; the same bytes)
+    fortran = np.empty((h, w, t), np.uint8, order="F")
+    for i in range(t):
+        dst = fortran[:, :, i].T  # C-contiguous [W, H]
+        cv2.transpose(np.ascontiguousarray(m[i]), dst=dst)
+        cv2.threshold(dst, 0, 1, cv2.THRESH_BINARY, dst=dst)
     return [r["counts"] for r in mask_utils.encode(fortran)]
 
 
