@@ -151,6 +151,25 @@ def test_malformed_rle_refused_on_write(tmp_path):
             )
 
 
+def test_masks_encoded_here_are_not_decoded_again_on_write_but_a_wrong_size_is_refused(
+    tmp_path, monkeypatch
+):
+    checked = []
+    real = rle.check_counts
+    monkeypatch.setattr(rle, "check_counts", lambda *a: checked.append(a) or real(*a))
+    m = np.ones((3, 4, 6), np.uint8)
+    with StoreWriter(tmp_path / "s.h5") as w:
+        w.add_video(("a", 0), height=4, width=6)
+        w.add_video(("b", 0), height=4, width=5)
+        w.write_layer(("a", 0), "gtm", LayerData.from_masks([0, 1, 2], m))
+        assert checked == []  # just encoded from 4 x 6 masks: canonical
+        with pytest.raises(InputError, match="frame 0"):
+            w.write_layer(("b", 0), "gtm", LayerData.from_masks([0, 1, 2], m))
+        d = LayerData.from_masks([0, 1, 2], m).take([0, 2])  # anything derived is checked
+        w.write_layer(("a", 0), "pm", d)
+        assert [c[1:] for c in checked] == [(4, 5), (4, 6), (4, 6)]  # the refused one, then d
+
+
 def test_schema_version_mismatch(tmp_path):
     path = tmp_path / "s.h5"
     _store(path, {("a", 0): (np.array([0]), np.ones((1, 2, 2), np.uint8))})
