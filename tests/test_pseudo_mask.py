@@ -15,7 +15,7 @@ from hmtools.annotation.pseudo_mask import (
     run_pseudo_mask,
 )
 from hmtools.annotation.segmenters import SamSegmenter, small_sam
-from hmtools.annotation.trackers import mask_box
+from hmtools.annotation.trackers import box_iou, mask_box
 from hmtools.cli import main
 from hmtools.errors import InputError
 from hmtools.masks import MaskStore, merge_stores, validate_store
@@ -349,3 +349,42 @@ def test_a_video_too_long_for_memory_is_a_logged_failure_not_a_crash(tmp_path, m
     cv2.imwrite(str(root / "x.png"), np.zeros((48, 64, 3), np.uint8))
     with pytest.raises(InputError, match="x.png|videos"):
         folder.read(100)
+
+
+def test_finder_checks_motion_candidates_with_the_segmenter():
+    """The diver stands still but for one arm; a bystander stands by a blinking light. Motion
+    alone boxes the arm; the segmenter, asked about boxes around the motion, finds the whole
+    diver, and its more confident mask of the bystander (away from the main motion) is not
+    taken."""
+    h, w = 120, 200
+    body = (120, 30, 20, 70)  # x, y, w, h
+    person = (112, 16, 36, 84)  # the diver's mask: the body and the arm
+    bystander = (20, 40, 20, 60)
+    frames = []
+    for t in range(13):
+        f = np.full((h, w, 3), 60, np.uint8)
+        for x, y, bw, bh in (body, bystander):
+            cv2.rectangle(f, (x, y), (x + bw - 1, y + bh - 1), (200, 180, 160), -1)
+        cv2.circle(f, (130 + (8 if t % 2 else -8), 26), 5, (40, 40, 230), -1)  # the waving arm
+        if t % 2:  # and a blinking light beside the bystander: motion, but not the athlete
+            cv2.circle(f, (48, 60), 2, (90, 90, 90), -1)
+        frames.append(f)
+
+    class Oracle:  # a segmenter that finds a person only where its box overlaps one
+        name = "oracle"
+
+        def encode(self, fs):
+            return list(fs)
+
+        def segment(self, state, box, prev):
+            out = np.zeros((h, w), np.uint8)
+            for (x, y, bw, bh), score in ((bystander, 0.99), (person, 0.8)):
+                if box_iou(box, (x, y, bw, bh)) > 0:
+                    out[y : y + bh, x : x + bw] = 1
+                    return out, score
+            return out, 0.0
+
+    mx, my, mw, mh = find_athlete(frames)
+    assert mh < 30  # motion alone: the arm
+    box = find_athlete(frames, segmenter=Oracle())
+    assert box_iou(box, person) > 0.9

@@ -262,10 +262,69 @@ def _prompt_for(prompts: dict[str, Box], vid: VideoId) -> Box | None:
     return None
 
 
-def find_athlete(frames: list[np.ndarray], look: int = 12) -> Box:
+def find_athlete(
+    frames: list[np.ndarray], look: int = 12, segmenter: Segmenter | None = None
+) -> Box:
     """Automatic first-frame box: what moves against the camera-compensated background in the
     first ``look`` frames (two similar blobs -- synchronised divers -- are joined into one box);
-    the whole central region when nothing moves."""
+    the whole central region when nothing moves.
+
+    Motion alone often boxes only the moving part of a diver who stands on the board (the arms)
+    or a stretch of scenery the camera compensation missed. With a ``segmenter`` (one without a
+    whole-video model: ``begin_video``), candidate boxes around the motion -- the joined box,
+    each of the largest blobs, and person-shaped boxes of two heights centred on them -- are each
+    segmented in the first frame, and the tight box of the best-scoring non-empty mask whose box
+    holds at least half of the joined motion box or lies at least half inside it is returned
+    (else the motion box)."""
+    h, w = frames[0].shape[:2]
+    blobs = _motion_blobs(frames, look)
+    if not blobs:
+        return (w * 0.3, h * 0.2, w * 0.4, h * 0.6)
+    joined = _join([b for b, a in blobs[:2] if a >= 0.6 * blobs[0][1]])
+    if segmenter is None or hasattr(segmenter, "begin_video"):
+        return joined
+    cands = [joined]
+    for (x, y, bw, bh), _ in blobs[:3]:
+        cands.append((x, y, bw, bh))
+        cx, cy = x + bw / 2, y + bh / 2
+        for fh in (0.3 * h, 0.5 * h):  # a standing athlete: twice as high as wide
+            cands.append(clip_box((cx - fh / 4, cy - fh / 2, fh / 2, fh), w, h))
+    state = segmenter.encode([frames[0]])[0]
+    best, best_score = joined, -1.0
+    for c in cands:
+        try:
+            m, score = segmenter.segment(state, clip_box(c, w, h), None)
+        except (cv2.error, ValueError, RuntimeError):
+            continue
+        mb = mask_box(np.asarray(m).astype(np.uint8, copy=False))
+        # the athlete is what moves: a mask that neither holds most of the motion nor lies
+        # mostly inside it is a bystander (a crowd behind the board is full of person-like
+        # shapes)
+        if (
+            mb is not None
+            and score > best_score
+            and max(_inside(mb, joined), _inside(joined, mb)) >= 0.5
+        ):
+            best, best_score = mb, score
+    return best
+
+
+def _inside(a: Box, b: Box) -> float:
+    """The share of box ``a``'s area that lies inside box ``b``."""
+    iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return iw * ih / max(a[2] * a[3], 1e-9)
+
+
+def _join(boxes: list[Box]) -> Box:
+    x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    x1, y1 = max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes)
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def _motion_blobs(frames: list[np.ndarray], look: int) -> list[tuple[Box, int]]:
+    """(box, pixel count) of the parts that move against the camera-compensated background in
+    the first ``look`` frames, largest first."""
     h, w = frames[0].shape[:2]
     acc = np.zeros((h, w), np.float32)
     grays = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames[: look + 1]]
@@ -273,24 +332,16 @@ def find_athlete(frames: list[np.ndarray], look: int = 12) -> Box:
         warped = compensate_camera(g0, g1)
         acc += cv2.GaussianBlur(cv2.absdiff(g1, warped), (7, 7), 0).astype(np.float32)
     if acc.max() <= 0:
-        return (w * 0.3, h * 0.2, w * 0.4, h * 0.6)
+        return []
     a8 = np.clip(acc / acc.max() * 255, 0, 255).astype(np.uint8)
     _, m = cv2.threshold(a8, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))
-    n, lab, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
-    if n <= 1:
-        return (w * 0.3, h * 0.2, w * 0.4, h * 0.6)
+    _, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
     order = 1 + np.argsort(stats[1:, cv2.CC_STAT_AREA])[::-1]
-    keep = [order[0]] + [
-        k
-        for k in order[1:2]
-        if stats[k, cv2.CC_STAT_AREA] >= 0.6 * stats[order[0], cv2.CC_STAT_AREA]
+    return [
+        (tuple(float(v) for v in stats[k, :4]), int(stats[k, cv2.CC_STAT_AREA]))  # type: ignore[misc]
+        for k in order
     ]
-    x0 = min(stats[k, 0] for k in keep)
-    y0 = min(stats[k, 1] for k in keep)
-    x1 = max(stats[k, 0] + stats[k, 2] for k in keep)
-    y1 = max(stats[k, 1] + stats[k, 3] for k in keep)
-    return float(x0), float(y0), float(x1 - x0), float(y1 - y0)
 
 
 def segment_video(
@@ -446,7 +497,7 @@ def run_pseudo_mask(
             if job.frames_dir and job.frames_dir.startswith("missing: "):
                 raise InputError(job.frames_dir[len("missing: ") :])
             numbers, frames = job.read(max_video_bytes)
-            box = _prompt_for(box_of, job.video_id) or find_athlete(frames)
+            box = _prompt_for(box_of, job.video_id) or find_athlete(frames, segmenter=segmenter)
             t0 = time.perf_counter()
             masks, scores = segment_video(frames, segmenter, make_tracker(tracker), box)
             rep.segment_seconds += time.perf_counter() - t0
