@@ -174,9 +174,8 @@ def _ncc_coarse_to_fine(
     """:func:`_ncc` over an image pyramid: the best corner at half resolution (searched the
     same way, recursively, while the halved template keeps a shorter side of ``min_side`` px),
     then refined at full resolution within 1 px of it. A 256-px frame's athlete takes one
-    halving (measured in isolation: 5.4 ms -> 1.8 ms for a 96 x 51 template over a 455 x 256
-    frame), a 720p one two or three (a whole-frame search for a lost athlete, three template
-    sizes, ~17 ms there). Templates under ``2 * min_side`` px, which halving would blur away,
+    halving (measured in isolation: 1.5 ms for a 96 x 51 template over a 455 x 256 frame), a
+    720p one two or three (3-5 ms for 150 x 80 to 268 x 256 templates over the whole frame). Templates under ``2 * min_side`` px, which halving would blur away,
     and small search areas are searched at full resolution directly. The score is the
     full-resolution one, so thresholds mean the same as with :func:`_ncc`. ``pyramid``: a list
     that holds (and is extended with) the image's halvings ``[image, half, quarter, ...]``, to
