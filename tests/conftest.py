@@ -15,6 +15,24 @@ SHARED = Path(os.environ.get("HMTOOLS_SHARED", REPO.parent / "shared"))
 SHARED_DATA = SHARED / "data"
 
 
+def hmtools_under_torchrun(nproc: int, port_base: int) -> list[str]:
+    """The command line that runs ``hmtools`` (arguments to follow) in ``nproc`` local processes
+    under torchrun, on a port of its own per test process."""
+    import sys
+
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        str(nproc),
+        "--master-port",
+        str(port_base + os.getpid() % 1000),
+        "-m",
+        "hmtools.cli",
+    ]
+
+
 def shared_path(*parts: str) -> Path:
     """A path under ../shared/data, or skip the test with the reason."""
     p = SHARED_DATA.joinpath(*parts)

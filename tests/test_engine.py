@@ -18,7 +18,12 @@ from hmtools.engine import TrainConfig, evaluate_run, train
 from hmtools.engine.experiment import gtm_vs_pm
 from hmtools.errors import HMError, InputError
 from hmtools.masks import MaskStore, StoreWriter
-from tests.conftest import needs_kinetics, store_with_pm, synth_train_config
+from tests.conftest import (
+    hmtools_under_torchrun,
+    needs_kinetics,
+    store_with_pm,
+    synth_train_config,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -182,15 +187,7 @@ def test_ddp_two_processes_match_one(synth_small, tmp_path):
     assert one.returncode == 0, one.stderr[-2000:]
     two = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc-per-node",
-            "2",
-            "--master-port",
-            str(29500 + os.getpid() % 1000),
-            "-m",
-            "hmtools.cli",
+            *hmtools_under_torchrun(2, 29500),
             "train",
             *common,
             "--out",

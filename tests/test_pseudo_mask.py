@@ -19,6 +19,7 @@ from hmtools.annotation.trackers import box_iou, mask_box
 from hmtools.cli import main
 from hmtools.errors import InputError
 from hmtools.masks import MaskStore, merge_stores, validate_store
+from tests.conftest import hmtools_under_torchrun
 
 
 def _first_boxes(root):
@@ -31,6 +32,18 @@ def _first_boxes(root):
     return out
 
 
+def _pm_args(root) -> list[str]:
+    """``hmtools pseudo-mask`` on a synthetic FineDiving-layout dataset."""
+    return [
+        "pseudo-mask",
+        str(root / "frames"),
+        "--dataset",
+        "finediving",
+        "--annotations",
+        str(root / "Annotations"),
+    ]
+
+
 @pytest.mark.slow
 def test_cli_on_synthetic_dataset_with_shards_and_resume(synth_small, tmp_path):
     prompts = tmp_path / "prompts.json"
@@ -41,12 +54,7 @@ def test_cli_on_synthetic_dataset_with_shards_and_resume(synth_small, tmp_path):
         res = r.invoke(
             main,
             [
-                "pseudo-mask",
-                str(synth_small / "frames"),
-                "--dataset",
-                "finediving",
-                "--annotations",
-                str(synth_small / "Annotations"),
+                *_pm_args(synth_small),
                 "--prompts",
                 str(prompts),
                 "--shard",
@@ -72,12 +80,7 @@ def test_cli_on_synthetic_dataset_with_shards_and_resume(synth_small, tmp_path):
     res = r.invoke(
         main,
         [
-            "pseudo-mask",
-            str(synth_small / "frames"),
-            "--dataset",
-            "finediving",
-            "--annotations",
-            str(synth_small / "Annotations"),
+            *_pm_args(synth_small),
             "--shard",
             "0/2",
             "--out",
@@ -258,25 +261,11 @@ def test_one_gpu_per_torchrun_rank_and_clear_device_errors(monkeypatch):
 def test_the_same_command_under_torchrun_shards_by_rank(synth_small, tmp_path):
     import os
     import subprocess
-    import sys
 
     r = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc-per-node",
-            "2",
-            "--master-port",
-            str(30500 + os.getpid() % 1000),
-            "-m",
-            "hmtools.cli",
-            "pseudo-mask",
-            str(synth_small / "frames"),
-            "--dataset",
-            "finediving",
-            "--annotations",
-            str(synth_small / "Annotations"),
+            *hmtools_under_torchrun(2, 30500),
+            *_pm_args(synth_small),
             "--segmenter",
             "motion",
             "--out",
