@@ -377,3 +377,32 @@ def test_finder_checks_motion_candidates_with_the_segmenter():
     assert mh < 30  # motion alone: the arm
     box = find_athlete(frames, segmenter=Oracle())
     assert box_iou(box, person) > 0.9
+
+
+def test_finder_keeps_both_synchronised_divers():
+    h, w = 120, 200
+    people = [(60, 16, 30, 84), (110, 16, 30, 84)]  # two divers side by side
+    frames = []
+    for t in range(13):
+        f = np.full((h, w, 3), 60, np.uint8)
+        for x, y, bw, bh in people:
+            cv2.rectangle(f, (x, y + 14), (x + bw - 1, y + bh - 1), (200, 180, 160), -1)
+            cv2.circle(f, (x + 15 + (6 if t % 2 else -6), y + 8), 5, (40, 40, 230), -1)
+        frames.append(f)
+
+    class Oracle:  # one person per box: the one it overlaps most
+        name = "oracle"
+
+        def encode(self, fs):
+            return list(fs)
+
+        def segment(self, state, box, prev):
+            out = np.zeros((h, w), np.uint8)
+            ious = [box_iou(box, p) for p in people]
+            if max(ious) > 0:
+                x, y, bw, bh = people[int(np.argmax(ious))]
+                out[y : y + bh, x : x + bw] = 1
+            return out, 0.9 if max(ious) > 0 else 0.0
+
+    box = find_athlete(frames, segmenter=Oracle())
+    assert box_iou(box, (60, 16, 80, 84)) > 0.9

@@ -30,6 +30,7 @@ from hmtools.annotation.segmenters import Segmenter
 from hmtools.annotation.trackers import (
     Box,
     Tracker,
+    box_iou,
     clip_box,
     compensate_camera,
     make_tracker,
@@ -271,42 +272,69 @@ def find_athlete(
 
     Motion alone often boxes only the moving part of a diver who stands on the board (the arms)
     or a stretch of scenery the camera compensation missed. With a ``segmenter`` (one without a
-    whole-video model: ``begin_video``), candidate boxes around the motion -- the joined box,
-    each of the largest blobs, and person-shaped boxes of two heights centred on them -- are each
-    segmented in the first frame, and the tight box of the best-scoring non-empty mask whose box
-    holds at least half of the joined motion box or lies at least half inside it is returned
-    (else the motion box)."""
+    whole-video model: ``begin_video``), candidate boxes around the motion are segmented in the
+    first frame and the best-scoring mask that agrees with the motion gives the box
+    (:func:`_checked_box`); when two similar blobs move (synchronised divers?) each is also
+    looked for around its own motion, and if both hold a person of about the same size the box
+    holds both."""
     h, w = frames[0].shape[:2]
     blobs = _motion_blobs(frames, look)
     if not blobs:
         return (w * 0.3, h * 0.2, w * 0.4, h * 0.6)
-    joined = _join([b for b, a in blobs[:2] if a >= 0.6 * blobs[0][1]])
+    parts = [b for b, a in blobs[:2] if a >= 0.6 * blobs[0][1]]  # one athlete, or two in sync
+    joined = _join(parts)
     if segmenter is None or hasattr(segmenter, "begin_video"):
         return joined
-    cands = [joined]
-    for (x, y, bw, bh), _ in blobs[:3]:
+    state = segmenter.encode([frames[0]])[0]
+    one, score = _checked_box(segmenter, state, [b for b, _ in blobs[:3]], joined, w, h)
+    if len(parts) == 2:  # synchronised divers, or one athlete and other motion
+        (a, sa), (b, sb) = (_checked_box(segmenter, state, [p], p, w, h) for p in parts)
+        if min(sa, sb) > 0 and 0.25 <= _area(a) / max(_area(b), 1e-9) <= 4:  # two people
+            return _join([a, b])
+    elif score > 0 and _area(one) < 0.5 * _area(joined):
+        # one blob of motion, one person found in a part of it: two divers side by side?
+        x0, x1 = joined[0], joined[0] + joined[2]
+        left, right = one[0] - x0, x1 - (one[0] + one[2])
+        rest = (x0 if left > right else x1 - right, joined[1], max(left, right), joined[3])
+        if rest[2] >= 0.5 * one[2]:
+            b, sb = _checked_box(segmenter, state, [rest], rest, w, h)
+            if sb > 0 and 0.25 <= _area(b) / _area(one) <= 4 and box_iou(b, one) < 0.3:
+                return _join([one, b])
+    return one
+
+
+def _checked_box(
+    segmenter: Segmenter, state: object, blobs: list[Box], motion: Box, w: int, h: int
+) -> tuple[Box, float]:
+    """(box, score): the tight box of the best-scoring mask the segmenter gives for a box around the
+    ``blobs`` -- each blob and person-shaped boxes of two heights centred on it -- among the
+    masks whose box holds at least half of the ``motion`` box or lies at least half inside it
+    (a mask away from the motion is a bystander: a crowd behind the board is full of
+    person-like shapes); ``(motion, -1)`` when there is none."""
+    cands = []
+    for x, y, bw, bh in blobs:
         cands.append((x, y, bw, bh))
         cx, cy = x + bw / 2, y + bh / 2
         for fh in (0.3 * h, 0.5 * h):  # a standing athlete: twice as high as wide
-            cands.append(clip_box((cx - fh / 4, cy - fh / 2, fh / 2, fh), w, h))
-    state = segmenter.encode([frames[0]])[0]
-    best, best_score = joined, -1.0
+            cands.append((cx - fh / 4, cy - fh / 2, fh / 2, fh))
+    best, best_score = motion, -1.0
     for c in cands:
         try:
             m, score = segmenter.segment(state, clip_box(c, w, h), None)
         except (cv2.error, ValueError, RuntimeError):
             continue
         mb = mask_box(np.asarray(m).astype(np.uint8, copy=False))
-        # the athlete is what moves: a mask that neither holds most of the motion nor lies
-        # mostly inside it is a bystander (a crowd behind the board is full of person-like
-        # shapes)
         if (
             mb is not None
             and score > best_score
-            and max(_inside(mb, joined), _inside(joined, mb)) >= 0.5
+            and max(_inside(mb, motion), _inside(motion, mb)) >= 0.5
         ):
             best, best_score = mb, score
-    return best
+    return best, best_score
+
+
+def _area(b: Box) -> float:
+    return b[2] * b[3]
 
 
 def _inside(a: Box, b: Box) -> float:
