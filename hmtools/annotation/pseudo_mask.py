@@ -274,9 +274,10 @@ def find_athlete(
     or a stretch of scenery the camera compensation missed. With a ``segmenter`` (one without a
     whole-video model: ``begin_video``), candidate boxes around the motion are segmented in the
     first frame and the best-scoring mask that agrees with the motion gives the box
-    (:func:`_checked_box`); when two similar blobs move (synchronised divers?) each is also
-    looked for around its own motion, and if both hold a person of about the same size the box
-    holds both."""
+    (:func:`_checked_box`). Synchronised divers: when two similar blobs move, each is also
+    looked for around its own motion, and when one blob's person fills under half of it, a
+    second person is looked for in the wider remaining side of it; two people found (within 4x
+    of each other's size) give a box that holds both."""
     h, w = frames[0].shape[:2]
     blobs = _motion_blobs(frames, look)
     if not blobs:
@@ -306,8 +307,8 @@ def find_athlete(
 def _checked_box(
     segmenter: Segmenter, state: object, blobs: list[Box], motion: Box, w: int, h: int
 ) -> tuple[Box, float]:
-    """(box, score): the tight box of the best-scoring mask the segmenter gives for a box around the
-    ``blobs`` -- each blob and person-shaped boxes of two heights centred on it -- among the
+    """(box, score): the tight box of the best-scoring mask the segmenter gives for a box around
+    the ``blobs`` -- each blob and person-shaped boxes of two heights centred on it -- among the
     masks whose box holds at least half of the ``motion`` box or lies at least half inside it
     (a mask away from the motion is a bystander: a crowd behind the board is full of
     person-like shapes); ``(motion, -1)`` when there is none."""
