@@ -30,6 +30,7 @@ from hmtools.annotation.segmenters import Segmenter
 from hmtools.annotation.trackers import (
     Box,
     Tracker,
+    box_intersection,
     box_iou,
     clip_box,
     compensate_camera,
@@ -324,7 +325,7 @@ def _checked_box(
             m, score = segmenter.segment(state, clip_box(c, w, h), None)
         except (cv2.error, ValueError, RuntimeError):
             continue
-        mb = mask_box(np.asarray(m).astype(np.uint8, copy=False))
+        mb = mask_box(np.asarray(m))
         if (
             mb is not None
             and score > best_score
@@ -340,9 +341,7 @@ def _area(b: Box) -> float:
 
 def _inside(a: Box, b: Box) -> float:
     """The share of box ``a``'s area that lies inside box ``b``."""
-    iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    return iw * ih / max(a[2] * a[3], 1e-9)
+    return box_intersection(a, b) / max(_area(a), 1e-9)
 
 
 def _join(boxes: list[Box]) -> Box:

@@ -40,11 +40,15 @@ def mask_box(mask: np.ndarray) -> Box | None:
     return float(x), float(y), float(w), float(h)
 
 
+def box_intersection(a: Box, b: Box) -> float:
+    """Area of the overlap of two boxes."""
+    iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return iw * ih
+
+
 def box_iou(a: Box, b: Box) -> float:
-    ax1, ay1, ax2, ay2 = a[0], a[1], a[0] + a[2], a[1] + a[3]
-    bx1, by1, bx2, by2 = b[0], b[1], b[0] + b[2], b[1] + b[3]
-    iw, ih = max(0.0, min(ax2, bx2) - max(ax1, bx1)), max(0.0, min(ay2, by2) - max(ay1, by1))
-    inter = iw * ih
+    inter = box_intersection(a, b)
     union = a[2] * a[3] + b[2] * b[3] - inter
     return inter / union if union > 0 else 0.0
 
@@ -175,8 +179,9 @@ def _ncc_coarse_to_fine(
     same way, recursively, while the halved template keeps a shorter side of ``min_side`` px),
     then refined at full resolution within 1 px of it. A 256-px frame's athlete takes one
     halving (measured in isolation: 1.5 ms for a 96 x 51 template over a 455 x 256 frame), a
-    720p one two or three (3-5 ms for 150 x 80 to 268 x 256 templates over the whole frame). Templates under ``2 * min_side`` px, which halving would blur away,
-    and small search areas are searched at full resolution directly. The score is the
+    720p one two or three (3-5 ms for 150 x 80 to 268 x 256 templates over the whole frame).
+    Templates under ``2 * min_side`` px, which halving would blur away, and small search areas
+    are searched at full resolution directly. The score is the
     full-resolution one, so thresholds mean the same as with :func:`_ncc`. ``pyramid``: a list
     that holds (and is extended with) the image's halvings ``[image, half, quarter, ...]``, to
     share them between searches for several templates in one image."""
