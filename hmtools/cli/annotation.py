@@ -91,7 +91,7 @@ from hmtools.cli import main
 )
 @click.option(
     "--max-video-gb",
-    type=float,
+    type=click.FloatRange(min=0, min_open=True),
     default=None,
     help="Skip (as a failure) a video needing more memory than this; default: half the RAM.",
 )
