@@ -11,7 +11,6 @@ from click.testing import CliRunner
 from hmtools.annotation.pseudo_mask import (
     find_athlete,
     parse_shard,
-    rank_device,
     run_pseudo_mask,
 )
 from hmtools.annotation.segmenters import SamSegmenter, small_sam
@@ -234,27 +233,6 @@ def test_shard_and_finder(monkeypatch):
         frames.append(f)
     x, y, w, h = find_athlete(frames)
     assert 25 <= x + w / 2 <= 95 and 30 <= y + h / 2 <= 70
-
-
-def test_one_gpu_per_torchrun_rank_and_clear_device_errors(monkeypatch):
-    import torch
-
-    monkeypatch.delenv("LOCAL_RANK", raising=False)
-    assert rank_device("cuda") == "cuda" and rank_device("cpu") == "cpu"
-    monkeypatch.setenv("LOCAL_RANK", "3")
-    assert rank_device("cuda") == "cuda:3"
-    assert rank_device("cuda:1") == "cuda:1" and rank_device("cpu") == "cpu"
-    monkeypatch.setenv("LOCAL_RANK", "x")
-    with pytest.raises(InputError, match="LOCAL_RANK"):
-        rank_device("cuda")
-    with pytest.raises(InputError, match="not a device|use cpu"):
-        SamSegmenter(small_sam(), "tpu")
-    if torch.cuda.is_available():
-        with pytest.raises(InputError, match="sees"):
-            SamSegmenter(small_sam(), f"cuda:{torch.cuda.device_count()}")
-    else:
-        with pytest.raises(InputError, match="no CUDA GPU"):
-            SamSegmenter(small_sam(), "cuda:0")
 
 
 @pytest.mark.slow

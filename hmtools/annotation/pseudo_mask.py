@@ -212,18 +212,6 @@ def parse_shard(spec: str | None) -> tuple[int, int]:
     return k, n
 
 
-def rank_device(device: str) -> str:
-    """The device of this process: under ``torchrun`` (``LOCAL_RANK`` set) ``cuda`` becomes
-    ``cuda:<LOCAL_RANK>``, one GPU per rank of a node; an explicit ``cuda:N`` and ``cpu`` are kept.
-    (A Slurm array task with ``--gres=gpu:1`` sees its one GPU as ``cuda``.)"""
-    if device == "cuda" and "LOCAL_RANK" in os.environ:
-        try:
-            return f"cuda:{int(os.environ['LOCAL_RANK'])}"
-        except ValueError:
-            raise InputError(f"LOCAL_RANK={os.environ['LOCAL_RANK']!r}: not a number") from None
-    return device
-
-
 def load_prompts(path: str | os.PathLike) -> dict[str, Box]:
     """First-frame boxes per video: JSON ``{"<video>": [x, y, w, h], ...}`` or a list of
     ``{"video": ..., "box": [x, y, w, h]}``; CSV with columns ``video,x,y,w,h``. ``<video>`` is

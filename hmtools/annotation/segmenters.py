@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from hmtools.annotation.trackers import Box, clip_box, compensate_camera
+from hmtools.devices import check_device
 from hmtools.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -190,28 +191,6 @@ class MotionSegmenter:
         return out, 0.5
 
 
-def _check_device(device: str) -> object:
-    """``torch.device(device)``, or a clear error when it is not usable here."""
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise InputError(f"--device {device!r}: not a device (cpu, cuda or cuda:N)") from None
-    if dev.type == "cuda":
-        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if n == 0:
-            raise InputError(f"--device {device}: no CUDA GPU is visible to this process")
-        if dev.index is not None and dev.index >= n:
-            raise InputError(
-                f"--device {device}: this process sees {n} GPU(s) (cuda:0..cuda:{n - 1}); "
-                "under torchrun use --nproc-per-node <= the number of GPUs"
-            )
-    elif dev.type != "cpu":
-        raise InputError(f"--device {device!r}: use cpu, cuda or cuda:N")
-    return dev
-
-
 class SamSegmenter:
     """SAM (``segment_anything``) prompted by the tracker box (see module doc)."""
 
@@ -223,7 +202,7 @@ class SamSegmenter:
     ):
         from segment_anything import SamPredictor
 
-        self.device = _check_device(device)
+        self.device = check_device(device)
         self.half = self.device.type == "cuda"
         self.sam = sam.to(self.device).eval()  # type: ignore[attr-defined]
         if self.half:

@@ -133,10 +133,10 @@ def pseudo_mask(
     from hmtools.annotation.pseudo_mask import (
         SAM_CPU_SECONDS,
         list_videos,
-        rank_device,
         run_pseudo_mask,
     )
     from hmtools.annotation.segmenters import default_weight_free, make_segmenter
+    from hmtools.devices import rank_device
 
     name = segmenter or ("sam" if sam_checkpoint else default_weight_free())
     if name != "sam":

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from hmtools.datasets.clips import ClipConfig, ClipDataset, ExemplarIndex, PairDataset
 from hmtools.datasets.records import AQA7_CLASSES, Sample, load_dataset
+from hmtools.devices import resolve_device
 from hmtools.engine.config import TrainConfig
 from hmtools.engine.evaluate import EvalResult, evaluate
 from hmtools.errors import HMError, InputError
@@ -47,7 +48,6 @@ log = logging.getLogger(__name__)
 class Dist:
     rank: int = 0
     world: int = 1
-    local_rank: int = 0
 
     @property
     def main(self) -> bool:
@@ -66,7 +66,7 @@ def init_distributed(device: str) -> Dist:
     if not dist.is_initialized():
         backend = "nccl" if device.startswith("cuda") and torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend)
-    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return Dist(dist.get_rank(), dist.get_world_size())
 
 
 class EpochSampler(Sampler[int]):
@@ -238,12 +238,6 @@ class RunResult:
     history: list[dict] = field(default_factory=list)
 
 
-def _device(spec: str) -> torch.device:
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(spec)
-
-
 def resolve_i3d_weights(cfg: TrainConfig, width: float, frozen_stages: int = 0) -> str | None:
     """The I3D weights file a run starts from (None: from scratch). A config that freezes
     I3D stages needs pretrained weights: frozen random layers would be noise."""
@@ -290,10 +284,9 @@ def train(
     """Train (or resume) a run in ``cfg.out``; see module doc. Returns the best test metrics.
     ``prefix_store``: a dict shared by runs of one model config on the same clips, so that the
     frozen prefixes ``cfg.cache_views`` caches are computed once for all of them."""
-    device = _device(cfg.device)
+    device = resolve_device(cfg.device)  # under torchrun, cuda is this rank's GPU
     dd = init_distributed(str(device))
     if dd.enabled and device.type == "cuda":
-        device = torch.device("cuda", dd.local_rank)
         torch.cuda.set_device(device)
     out = cfg.out_path
     out.mkdir(parents=True, exist_ok=True)
@@ -620,7 +613,7 @@ def evaluate_run(
 
     model = UniFineParser(load_config(cfg.model, **cfg.model_overrides))
     model.load_state_dict(state["model"])
-    dev = _device(device)
+    dev = resolve_device(device)
     model.to(dev)
     cfg.masks_file = None  # evaluation never reads masks
     data = load_data(cfg, model)
