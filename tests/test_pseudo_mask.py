@@ -11,14 +11,17 @@ from click.testing import CliRunner
 from hmtools.annotation.pseudo_mask import (
     find_athlete,
     parse_shard,
+    plausible_correction,
     run_pseudo_mask,
+    segment_video,
 )
 from hmtools.annotation.segmenters import SamSegmenter, small_sam
-from hmtools.annotation.trackers import box_iou, mask_box
+from hmtools.annotation.trackers import FlowTracker, box_iou, mask_box
 from hmtools.cli import main
 from hmtools.errors import InputError
 from hmtools.masks import MaskStore, merge_stores, validate_store
 from tests.conftest import hmtools_under_torchrun
+from tests.test_trackers import _scene
 
 
 def _first_boxes(root):
@@ -384,3 +387,40 @@ def test_finder_keeps_both_synchronised_divers():
 
     box = find_athlete(frames, segmenter=Oracle())
     assert box_iou(box, (60, 16, 80, 84)) > 0.9
+
+
+def test_a_tracked_box_much_too_large_shrinks_back_to_the_mask():
+    """The tracked box starts three times too large each way (as after a mask that leaked onto
+    the board); the segmenter's masks are right and lie inside it, so they correct it: from the
+    next frame on the segmenter is asked about the athlete's own box. (The old rule -- only masks
+    within 4x of the tracked box's area -- refused them all, and the box stayed 9x too large.)"""
+    scene = [_scene(t) for t in range(8)]
+    frames, truth = [f for f, _ in scene], [m for _, m in scene]
+    x, y, w, h = mask_box(truth[0])
+    asked = []
+
+    class Oracle:  # the athlete's true mask wherever the box overlaps it
+        name = "oracle"
+
+        def encode(self, fs):
+            return list(range(len(fs)))
+
+        def segment(self, t, box, prev):
+            asked.append(box)
+            hit = box_iou(box, mask_box(truth[t])) > 0
+            return (truth[t] if hit else np.zeros_like(truth[t])), 0.9
+
+    big = (x - w, y - h, 3 * w, 3 * h)
+    segment_video(frames, Oracle(), FlowTracker(), big)
+    assert box_iou(asked[0], mask_box(truth[0])) < 0.15
+    for t in range(1, 8):
+        assert box_iou(asked[t], mask_box(truth[t])) > 0.7, (t, asked[t], mask_box(truth[t]))
+
+
+def test_which_masks_may_correct_the_tracked_box():
+    tracked = (100.0, 100.0, 90.0, 150.0)
+    assert plausible_correction((110, 110, 60, 120), tracked)  # similar size
+    assert plausible_correction((120, 130, 30, 50), tracked)  # 1/9 of it, inside: a tight mask
+    assert not plausible_correction((120, 130, 8, 10), tracked)  # a speck
+    assert not plausible_correction((300, 300, 30, 50), tracked)  # small and elsewhere
+    assert not plausible_correction((40, 60, 300, 400), tracked)  # a leak 9x the box
