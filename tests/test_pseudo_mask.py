@@ -214,10 +214,15 @@ def test_sam_pipeline_end_to_end(tmp_path):
         f = np.full((72, 128, 3), 100, np.uint8)
         cv2.rectangle(f, (30 + 3 * t, 10), (60 + 3 * t, 60), (10, 10, 200), -1)
         cv2.imwrite(str(root / f"{t:03d}.png"), f)
-    rep = run_pseudo_mask(
-        tmp_path / "v", tmp_path / "pm.h5", SamSegmenter(small_sam(), "cpu"), progress=False
-    )
+    seg = SamSegmenter(small_sam(), "cpu")
+    encoded = []  # frames given to the image encoder
+    encode = seg.encode
+    seg.encode = lambda fr: encoded.extend(f.tobytes() for f in fr) or encode(fr)
+    rep = run_pseudo_mask(tmp_path / "v", tmp_path / "pm.h5", seg, progress=False)
     assert rep.videos_done == 1 and rep.frames == 5
+    # no prompts: the finder encodes frame 0 for its candidates, and the video is not encoded
+    # again for it -- each frame goes through the (costly) encoder once
+    assert len(encoded) == 5 and len(set(encoded)) == 5
     with MaskStore(tmp_path / "pm.h5") as st:
         assert st.frame_index(("clip",), "pm").tolist() == [0, 1, 2, 3, 4]
 

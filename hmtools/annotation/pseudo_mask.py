@@ -253,7 +253,10 @@ def _prompt_for(prompts: dict[str, Box], vid: VideoId) -> Box | None:
 
 
 def find_athlete(
-    frames: list[np.ndarray], look: int = 12, segmenter: Segmenter | None = None
+    frames: list[np.ndarray],
+    look: int = 12,
+    segmenter: Segmenter | None = None,
+    states: dict[int, object] | None = None,
 ) -> Box:
     """Automatic first-frame box: what moves against the camera-compensated background in the
     first ``look`` frames (two similar blobs -- synchronised divers -- are joined into one box);
@@ -266,7 +269,9 @@ def find_athlete(
     (:func:`_checked_box`). Synchronised divers: when two similar blobs move, each is also
     looked for around its own motion, and when one blob's person fills under half of it, a
     second person is looked for in the wider remaining side of it; two people found (within 4x
-    of each other's size) give a box that holds both."""
+    of each other's size) give a box that holds both. ``states``: a dict that receives the
+    segmenter's encoding of frame 0 (key 0) for :func:`segment_video`, which then does not
+    encode that frame again (a SAM image-encoder pass per video)."""
     h, w = frames[0].shape[:2]
     blobs = _motion_blobs(frames, look)
     if not blobs:
@@ -276,6 +281,8 @@ def find_athlete(
     if segmenter is None or hasattr(segmenter, "begin_video"):
         return joined
     state = segmenter.encode([frames[0]])[0]
+    if states is not None:
+        states[0] = state
     one, score = _checked_box(segmenter, state, [b for b, _ in blobs[:3]], joined, w, h)
     if len(parts) == 2:  # synchronised divers, or one athlete and other motion
         (a, sa), (b, sb) = (_checked_box(segmenter, state, [p], p, w, h) for p in parts)
@@ -367,6 +374,7 @@ def segment_video(
     box: Box,
     chunk: int | None = None,
     ahead: int = 2,
+    states: dict[int, object] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Masks ``uint8 [T, H, W]`` and scores ``[T]`` for one video (see module doc). A frame the
     segmenter fails on gets an empty mask with score 0.
@@ -376,7 +384,9 @@ def segment_video(
     chunks in a worker thread while the tracker and the prompt decoder work through the current
     one, so the encoder is not held up by the tracker (torch and OpenCV release the GIL). When
     the encoder is the slow side (a real SAM) the tracking then costs no wall time but for the
-    last chunk's, which is why a chunk is one encoder batch, not more. Same masks either way."""
+    last chunk's, which is why a chunk is one encoder batch, not more. Same masks either way.
+    ``states``: encodings already made, by frame index (:func:`find_athlete` encodes frame 0),
+    used instead of encoding those frames again."""
     h, w = frames[0].shape[:2]
     masks = np.zeros((len(frames), h, w), np.uint8)
     scores = np.zeros(len(frames), np.float32)
@@ -387,8 +397,13 @@ def segment_video(
     size = max(1, int(chunk or getattr(segmenter, "batch_size", 32)))
     starts = list(range(0, len(frames), size))
 
+    known = states or {}
+
     def encode(c0: int) -> list[object]:
-        return segmenter.encode(frames[c0 : c0 + size])
+        ts = range(c0, min(c0 + size, len(frames)))
+        todo = [t for t in ts if t not in known]
+        new = iter(segmenter.encode([frames[t] for t in todo]) if todo else ())
+        return [known[t] if t in known else next(new) for t in ts]
 
     overlap = getattr(segmenter, "overlap_encode", False) and len(starts) > 1
     if not overlap:
@@ -525,9 +540,14 @@ def run_pseudo_mask(
             if job.frames_dir and job.frames_dir.startswith("missing: "):
                 raise InputError(job.frames_dir[len("missing: ") :])
             numbers, frames = job.read(max_video_bytes)
-            box = _prompt_for(box_of, job.video_id) or find_athlete(frames, segmenter=segmenter)
+            known: dict[int, object] = {}  # frame 0's encoding, when the finder made one
+            box = _prompt_for(box_of, job.video_id) or find_athlete(
+                frames, segmenter=segmenter, states=known
+            )
             t0 = time.perf_counter()
-            masks, scores = segment_video(frames, segmenter, make_tracker(tracker), box)
+            masks, scores = segment_video(
+                frames, segmenter, make_tracker(tracker), box, states=known
+            )
             rep.segment_seconds += time.perf_counter() - t0
         except InputError as e:
             rep.failures.append((format_video_id(job.video_id), str(e)))
