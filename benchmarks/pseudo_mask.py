@@ -9,9 +9,13 @@
 (b) throughput (frames/s) on rendered dives at 256-px height and at 720p, and the share of wall
     time spent outside the segmenter's forward pass (tracking, mask boxes, bookkeeping), for the
     weight-free default and for a small random-weight SAM built from segment_anything's modules
-    (at 256 px).
+    (at 256 px);
+(c) real FineDiving frames (../shared/data/real-diving: three dives, no masks; skipped if absent):
+    box IoU of each segmenter's masks with boxes drawn by hand around the diver on every fifth
+    frame (tests/data/real_diving_boxes.json), from the automatic athlete finder (no prompts,
+    as `hmtools pseudo-mask` runs by default) and from the first hand-drawn box as a prompt.
 
-Usage: python benchmarks/pseudo_mask.py [--videos 8] [--height 256] [--parts ab] [--oracle]
+Usage: python benchmarks/pseudo_mask.py [--videos 8] [--height 256] [--parts abc] [--oracle]
        [--speed-videos 3]
 """
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -26,14 +31,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hmtools.annotation.pseudo_mask import segment_video
+from hmtools.annotation.pseudo_mask import find_athlete, segment_video
 from hmtools.annotation.segmenters import WEIGHT_FREE, SamSegmenter, small_sam
-from hmtools.annotation.trackers import FlowTracker, mask_box
+from hmtools.annotation.trackers import FlowTracker, box_iou, mask_box
 from hmtools.datasets.records import load_finediving
 from hmtools.datasets.synth import generate
 from hmtools.masks import MaskStore
 
-DAVIS = Path(__file__).resolve().parents[2] / "shared" / "data" / "davis-person" / "dance-twirl"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DAVIS = SHARED_DATA / "davis-person" / "dance-twirl"
+REAL = SHARED_DATA / "real-diving"
+REAL_BOXES = Path(__file__).resolve().parents[1] / "tests" / "data" / "real_diving_boxes.json"
+SEGMENTERS = ("blazepose", "background", "flow-grabcut", "grabcut", "motion")
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -149,7 +158,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--videos", type=int, default=8)
     ap.add_argument("--height", type=int, default=256)
-    ap.add_argument("--parts", default="ab", help="which parts to run: a, b or ab")
+    ap.add_argument("--parts", default="abc", help="which parts to run: any of a, b, c")
     ap.add_argument("--oracle", action="store_true", help="(a) also with the true box per frame")
     ap.add_argument("--speed-videos", type=int, default=3, help="(b) dives per size")
     args = ap.parse_args()
@@ -157,13 +166,15 @@ def main() -> None:
         quality(args.videos, args.height, args.oracle)
     if "b" in args.parts:
         speed(n_videos=args.speed_videos)
+    if "c" in args.parts:
+        real_diving()
 
 
 def quality(n_videos: int, height: int, oracle: bool = False) -> None:
     seqs = sequences(n_videos, height)
     print("(a) mean IoU vs ground truth (tracker from the first frame's true box)")
     print(f"    {'segmenter':<14}" + "".join(f"{k:>34}" for k in seqs))
-    for name in ("blazepose", "background", "flow-grabcut", "grabcut", "motion"):
+    for name in SEGMENTERS:
         try:
             seg = WEIGHT_FREE[name]()
         except Exception as e:  # the BlazePose model may not be installed
@@ -226,6 +237,45 @@ def speed(repeats: int = 3, n_videos: int = 3) -> None:
                     fps_t = np.median(np.array(runs[True])[:, 0])
                     line += f"   (encode thread: {fps_t / fps:.2f}x)"
                 print(line)
+
+
+def real_diving() -> None:
+    print("\n(c) real FineDiving frames: box IoU of the masks with hand-drawn diver boxes")
+    if not REAL.exists():
+        print(f"    skipped: {REAL} not present")
+        return
+    dives = json.loads(REAL_BOXES.read_text())["dives"]
+    clips = {
+        name: [
+            cv2.imread(str(REAL / f"finediv{i:05d}.jpg")) for i in range(d["first"], d["last"] + 1)
+        ]
+        for name, d in dives.items()
+    }
+    n = sum(len(d["boxes"]) for d in dives.values())
+    print(f"    ({len(dives)} dives, {n} hand-boxed frames; mean IoU, frames with IoU >= 0.5)")
+    for name in SEGMENTERS:
+        try:
+            seg = WEIGHT_FREE[name]()
+        except Exception as e:  # the BlazePose model may not be installed
+            print(f"    {name:<14} unavailable: {e}")
+            continue
+        cells = []
+        for start in ("finder", "first box"):
+            ious = []
+            for dive, d in dives.items():
+                frames = clips[dive]
+                box = (
+                    find_athlete(frames, segmenter=seg)
+                    if start == "finder"
+                    else tuple(d["boxes"]["0"])
+                )
+                masks, _ = segment_video(frames, seg, FlowTracker(), box)
+                for t, truth in d["boxes"].items():
+                    mb = mask_box(masks[int(t)])
+                    ious.append(0.0 if mb is None else box_iou(mb, tuple(truth)))
+            good = sum(v >= 0.5 for v in ious)
+            cells.append(f"{start}: {np.mean(ious):.3f} ({good}/{len(ious)})")
+        print(f"    {name:<14}" + "".join(f"{c:>30}" for c in cells))
 
 
 def _has_bp() -> bool:
