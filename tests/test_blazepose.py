@@ -101,7 +101,8 @@ def test_pseudo_masks_follow_real_divers_from_the_command_line(tmp_path):
     through the dive while the camera pans. At the 21 hand-boxed frames (every fifth;
     tests/data/real_diving_boxes.json) the mask's box matches the diver's: mean IoU >= 0.62 and
     IoU >= 0.5 on at least 14. Before a tight mask could shrink an inflated tracked box
-    (`plausible_correction`) this run measured 0.54 and 12 of 21 (0.70 and 16 after)."""
+    (`plausible_correction`) this run measured 0.54 and 12 of 21 (0.70 and 16 after; 0.74 and
+    17 with the 1.5x-only wider BlazePose region)."""
     from click.testing import CliRunner
 
     from hmtools.annotation.trackers import box_iou
