@@ -155,8 +155,8 @@ def test_sam_encodes_the_next_chunk_while_tracking_with_the_same_result():
         cv2.rectangle(f, (20 + 4 * t, 12), (50 + 4 * t, 60), (20, 30, 210), -1)
         frames.append(f)
     box = (20, 12, 31, 49)
-    seg_a = SamSegmenter(small_sam(), "cpu", batch_size=2)
-    assert seg_a.overlap_encode
+    assert not SamSegmenter(small_sam(), "cpu").overlap_encode  # on a GPU only, by default
+    seg_a = SamSegmenter(small_sam(), "cpu", batch_size=2, overlap_encode=True)
     calls = []
     encode = seg_a.encode
     seg_a.encode = lambda fr: calls.append(len(fr)) or encode(fr)

@@ -380,9 +380,9 @@ def segment_video(
     segmenter fails on gets an empty mask with score 0.
 
     Frames are encoded ``chunk`` at a time (default: the segmenter's ``batch_size``, else 32).
-    A segmenter with a heavy batched encoder (``overlap_encode``: SAM) encodes up to ``ahead``
-    chunks in a worker thread while the tracker and the prompt decoder work through the current
-    one, so the encoder is not held up by the tracker (torch and OpenCV release the GIL). When
+    A segmenter with a heavy batched encoder (``overlap_encode``: SAM on a GPU) encodes up to
+    ``ahead`` chunks in a worker thread while the tracker and the prompt decoder work through the
+    current one, so the encoder is not held up by the tracker (torch and OpenCV release the GIL). When
     the encoder is the slow side (a real SAM) the tracking then costs no wall time but for the
     last chunk's, which is why a chunk is one encoder batch, not more. Same masks either way.
     ``states``: encodings already made, by frame index (:func:`find_athlete` encodes frame 0),

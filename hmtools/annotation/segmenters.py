@@ -192,17 +192,30 @@ class MotionSegmenter:
 
 
 class SamSegmenter:
-    """SAM (``segment_anything``) prompted by the tracker box (see module doc)."""
+    """SAM (``segment_anything``) prompted by the tracker box (see module doc).
+
+    ``overlap_encode`` (default: on CUDA only): ``segment_video`` runs the image encoder a chunk
+    or two ahead in a worker thread while the tracker and the prompt decoder work through the
+    current chunk. On a GPU the encoder then runs while the CPU tracks; on the CPU both share the
+    same cores, and the thread measured 0.74-0.90x the inline throughput (small random SAM,
+    256 px, 2 cores, ``benchmarks/pseudo_mask.py --parts b``), so there it is off."""
 
     name = "sam"
-    overlap_encode = True  # segment_video encodes chunks ahead while the current one is tracked
 
     def __init__(
-        self, sam: object, device: str = "cpu", batch_size: int = 4, points_from_previous: int = 3
+        self,
+        sam: object,
+        device: str = "cpu",
+        batch_size: int = 4,
+        points_from_previous: int = 3,
+        overlap_encode: bool | None = None,
     ):
         from segment_anything import SamPredictor
 
         self.device = check_device(device)
+        self.overlap_encode = (
+            self.device.type == "cuda" if overlap_encode is None else overlap_encode
+        )
         self.half = self.device.type == "cuda"
         self.sam = sam.to(self.device).eval()  # type: ignore[attr-defined]
         if self.half:
