@@ -170,16 +170,22 @@ def main() -> None:
         real_diving()
 
 
-def quality(n_videos: int, height: int, oracle: bool = False) -> None:
-    seqs = sequences(n_videos, height)
-    print("(a) mean IoU vs ground truth (tracker from the first frame's true box)")
-    print(f"    {'segmenter':<14}" + "".join(f"{k:>34}" for k in seqs))
+def _segmenters():
+    """(name, segmenter) for every weight-free candidate that can be built here."""
     for name in SEGMENTERS:
         try:
             seg = WEIGHT_FREE[name]()
         except Exception as e:  # the BlazePose model may not be installed
             print(f"    {name:<14} unavailable: {e}")
             continue
+        yield name, seg
+
+
+def quality(n_videos: int, height: int, oracle: bool = False) -> None:
+    seqs = sequences(n_videos, height)
+    print("(a) mean IoU vs ground truth (tracker from the first frame's true box)")
+    print(f"    {'segmenter':<14}" + "".join(f"{k:>34}" for k in seqs))
+    for name, seg in _segmenters():
         cells = []
         for videos in seqs.values():
             res = [run(seg, f, g) for f, g in videos]
@@ -258,12 +264,7 @@ def real_diving() -> None:
     }
     n = sum(len(d["boxes"]) for d in dives.values())
     print(f"    ({len(dives)} dives, {n} hand-boxed frames; mean IoU, frames with IoU >= 0.5)")
-    for name in SEGMENTERS:
-        try:
-            seg = WEIGHT_FREE[name]()
-        except Exception as e:  # the BlazePose model may not be installed
-            print(f"    {name:<14} unavailable: {e}")
-            continue
+    for name, seg in _segmenters():
         cells = []
         for start in ("finder", "first box"):
             ious = []
