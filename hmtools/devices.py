@@ -8,8 +8,12 @@ a CUDA error in the middle of a job. torch is imported only when a device is che
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from hmtools.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def rank_device(device: str) -> str:
@@ -22,7 +26,7 @@ def rank_device(device: str) -> str:
     return device
 
 
-def check_device(device: str):  # -> torch.device (torch is imported lazily)
+def check_device(device: str) -> torch.device:
     """``torch.device(device)``, or a clear error when it is not usable here."""
     import torch
 
@@ -44,7 +48,7 @@ def check_device(device: str):  # -> torch.device (torch is imported lazily)
     return dev
 
 
-def resolve_device(spec: str):  # -> torch.device
+def resolve_device(spec: str) -> torch.device:
     """The checked device of this process for ``spec`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``;
     see module doc)."""
     if spec == "auto":
