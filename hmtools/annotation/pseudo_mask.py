@@ -286,7 +286,7 @@ def find_athlete(
     one, score = _checked_box(segmenter, state, [b for b, _ in blobs[:3]], joined, w, h)
     if len(parts) == 2:  # synchronised divers, or one athlete and other motion
         (a, sa), (b, sb) = (_checked_box(segmenter, state, [p], p, w, h) for p in parts)
-        if min(sa, sb) > 0 and 0.25 <= _area(a) / max(_area(b), 1e-9) <= 4:  # two people
+        if min(sa, sb) > 0 and _similar_size(a, b):  # two people
             return _join([a, b])
     elif score > 0 and _area(one) < 0.5 * _area(joined):
         # one blob of motion, one person found in a part of it: two divers side by side?
@@ -295,7 +295,7 @@ def find_athlete(
         rest = (x0 if left > right else x1 - right, joined[1], max(left, right), joined[3])
         if rest[2] >= 0.5 * one[2]:
             b, sb = _checked_box(segmenter, state, [rest], rest, w, h)
-            if sb > 0 and 0.25 <= _area(b) / _area(one) <= 4 and box_iou(b, one) < 0.3:
+            if sb > 0 and _similar_size(b, one) and box_iou(b, one) < 0.3:
                 return _join([one, b])
     return one
 
@@ -332,6 +332,12 @@ def _checked_box(
 
 def _area(b: Box) -> float:
     return b[2] * b[3]
+
+
+def _similar_size(a: Box, b: Box) -> bool:
+    """Whether two boxes' areas are within 4x of each other (two people, not a person and a
+    part or a crowd)."""
+    return 0.25 <= _area(a) / max(_area(b), 1e-9) <= 4
 
 
 def _inside(a: Box, b: Box) -> float:
