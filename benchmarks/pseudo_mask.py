@@ -5,18 +5,21 @@
     sequence (../shared/data, skipped if absent) and on synthetic videos (`hmtools synth`).
     With ``--oracle`` also each segmenter given the true box in every frame (no tracker: what the
     segmenter alone can do), and the 1-pixel ceiling: the IoU of the ground truth with itself grown
-    or shrunk by one pixel (how much a uniform one-pixel boundary error costs at this size);
+    or shrunk by one pixel (how much a uniform one-pixel boundary error costs at this size).
+    With ``--breakdown`` each tracked IoU is split into the frames with the athlete (IoU there,
+    share left empty) and those without it (after the entry: share given a mask);
 (b) throughput (frames/s) on rendered dives at 256-px height and at 720p, and the share of wall
     time spent outside the segmenter's forward pass (tracking, mask boxes, bookkeeping), for the
     weight-free default and for a small random-weight SAM built from segment_anything's modules
-    (at 256 px);
+    (at 256 px); per frame, the forward pass's and the tracker's milliseconds next to what a
+    10 % share outside would leave for everything else;
 (c) real FineDiving frames (../shared/data/real-diving: three dives, no masks; skipped if absent):
     box IoU of each segmenter's masks with boxes drawn by hand around the diver on every fifth
     frame (tests/data/real_diving_boxes.json), from the automatic athlete finder (no prompts,
     as `hmtools pseudo-mask` runs by default) and from the first hand-drawn box as a prompt.
 
 Usage: python benchmarks/pseudo_mask.py [--videos 8] [--height 256] [--parts abc] [--oracle]
-       [--speed-videos 3]
+       [--breakdown] [--speed-videos 3]
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import glob
 import json
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -69,13 +73,10 @@ def sequences(videos: int, height: int) -> dict[str, list]:
     return seqs
 
 
-class Timed:
-    """Wraps a segmenter and records when its forward passes (encode + segment) run, from any
-    thread (``segment_video`` may encode the next chunk in a worker thread)."""
+class Spans:
+    """Records when wrapped calls run, from any thread; :meth:`busy` is their union."""
 
-    def __init__(self, seg):
-        self.seg, self.name = seg, seg.name
-        self.overlap_encode = getattr(seg, "overlap_encode", False)
+    def __init__(self):
         self.spans: list[tuple[float, float]] = []
 
     def _timed(self, fn, *args):
@@ -83,6 +84,25 @@ class Timed:
         out = fn(*args)
         self.spans.append((t, time.perf_counter()))
         return out
+
+    def busy(self) -> float:
+        """Seconds during which at least one wrapped call ran (union of the spans)."""
+        total, end = 0.0, -np.inf
+        for a, b in sorted(self.spans):
+            if b > end:
+                total += b - max(a, end)
+                end = b
+        return total
+
+
+class Timed(Spans):
+    """Wraps a segmenter and records when its forward passes (encode + segment) run, from any
+    thread (``segment_video`` may encode the next chunk in a worker thread)."""
+
+    def __init__(self, seg):
+        super().__init__()
+        self.seg, self.name = seg, seg.name
+        self.overlap_encode = getattr(seg, "overlap_encode", False)
 
     def begin_video(self, frames):
         if hasattr(self.seg, "begin_video"):
@@ -94,38 +114,85 @@ class Timed:
     def segment(self, state, box, prev):
         return self._timed(self.seg.segment, state, box, prev)
 
-    def busy(self) -> float:
-        """Seconds during which at least one forward pass ran (union of the spans)."""
-        total, end = 0.0, -np.inf
-        for a, b in sorted(self.spans):
-            if b > end:
-                total += b - max(a, end)
-                end = b
-        return total
+
+class TimedTracker(Spans):
+    """Wraps a tracker and records when it works (init, update, correct)."""
+
+    def __init__(self, tracker):
+        super().__init__()
+        self.tracker = tracker
+
+    def init(self, frame, box):
+        return self._timed(self.tracker.init, frame, box)
+
+    def update(self, frame):
+        return self._timed(self.tracker.update, frame)
+
+    def correct(self, mask, box=None):
+        return self._timed(self.tracker.correct, mask, box)
+
+
+@dataclass
+class Run:
+    """One tracked video: masks from the first frame with the athlete on, and the times."""
+
+    masks: np.ndarray
+    gt: list
+    wall: float
+    forward: float  # seconds inside the segmenter's forward passes (union)
+    tracking: float  # seconds inside the tracker
+
+    @property
+    def frames(self) -> int:
+        return len(self.masks)
+
+    @property
+    def mean_iou(self) -> float:
+        return float(np.mean([iou(m, g) for m, g in zip(self.masks, self.gt, strict=True)]))
 
 
 def run(seg, frames, gt) -> tuple[float, float, float]:
     """(mean IoU, frames/s, share of the wall time outside the forward pass) of one video."""
-    iou_, n, wall, busy = _run(seg, frames, gt)
-    return iou_, n / wall, 1 - busy / wall
+    r = _run(seg, frames, gt)
+    return r.mean_iou, r.frames / r.wall, 1 - r.forward / r.wall
 
 
-def _run(seg, frames, gt) -> tuple[float, int, float, float]:
+def _run(seg, frames, gt) -> Run:
     first = next(i for i, g in enumerate(gt) if g.any())
-    timed = Timed(seg)
+    timed, tracker = Timed(seg), TimedTracker(FlowTracker())
     t0 = time.perf_counter()
-    masks, _ = segment_video(frames[first:], timed, FlowTracker(), mask_box(gt[first]))
+    masks, _ = segment_video(frames[first:], timed, tracker, mask_box(gt[first]))
     wall = time.perf_counter() - t0
-    mean_iou = float(np.mean([iou(m, g) for m, g in zip(masks, gt[first:], strict=True)]))
-    return mean_iou, len(masks), wall, timed.busy()
+    return Run(masks, gt[first:], wall, timed.busy(), tracker.busy())
 
 
-def run_many(seg, videos) -> tuple[float, float]:
-    """(frames/s, share outside the forward pass) over several videos together: one video's
-    share depends on its trajectory (frames where the tracker is lost cost searches)."""
+def run_many(seg, videos) -> tuple[float, float, float, float]:
+    """Over several videos together (one video's share depends on its trajectory: frames where
+    the tracker is lost cost searches): (frames/s, share of the wall time outside the forward
+    pass, then per frame: ms in the forward pass, ms in the tracker)."""
     runs = [_run(seg, f, g) for f, g in videos]
-    n, wall, busy = (sum(r[k] for r in runs) for k in (1, 2, 3))
-    return n / wall, 1 - busy / wall
+    n = sum(r.frames for r in runs)
+    wall, fwd, trk = (sum(getattr(r, k) for r in runs) for k in ("wall", "forward", "tracking"))
+    return n / wall, 1 - fwd / wall, 1000 * fwd / n, 1000 * trk / n
+
+
+def breakdown(runs: list[Run]) -> str:
+    """Where a tracked mean IoU goes: frames with the athlete (mean IoU there, share given an
+    empty mask) and frames without (after the entry: share given a mask, which scores 0)."""
+    with_iou, empty, without, masked = [], 0, 0, 0
+    for r in runs:
+        for m, g in zip(r.masks, r.gt, strict=True):
+            if g.any():
+                with_iou.append(iou(m, g))
+                empty += not m.any()
+            else:
+                without += 1
+                masked += bool(m.any())
+    n = len(with_iou)
+    return (
+        f"athlete: {np.mean(with_iou):.3f}, {empty / max(1, n):.0%} empty; "
+        f"none: {masked / max(1, without):.0%} of {without / max(1, n + without):.0%} masked"
+    )
 
 
 def run_oracle(seg, frames, gt) -> float:
@@ -160,10 +227,15 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=256)
     ap.add_argument("--parts", default="abc", help="which parts to run: any of a, b, c")
     ap.add_argument("--oracle", action="store_true", help="(a) also with the true box per frame")
+    ap.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="(a) also split each tracked IoU into frames with and without the athlete",
+    )
     ap.add_argument("--speed-videos", type=int, default=3, help="(b) dives per size")
     args = ap.parse_args()
     if "a" in args.parts:
-        quality(args.videos, args.height, args.oracle)
+        quality(args.videos, args.height, args.oracle, args.breakdown)
     if "b" in args.parts:
         speed(n_videos=args.speed_videos)
     if "c" in args.parts:
@@ -181,18 +253,23 @@ def _segmenters():
         yield name, seg
 
 
-def quality(n_videos: int, height: int, oracle: bool = False) -> None:
+def quality(
+    n_videos: int, height: int, oracle: bool = False, breakdown_lines: bool = False
+) -> None:
     seqs = sequences(n_videos, height)
     print("(a) mean IoU vs ground truth (tracker from the first frame's true box)")
     print(f"    {'segmenter':<14}" + "".join(f"{k:>34}" for k in seqs))
     for name, seg in _segmenters():
-        cells = []
+        cells, parts = [], []
         for videos in seqs.values():
-            res = [run(seg, f, g) for f, g in videos]
-            cells.append(
-                f"{np.mean([r[0] for r in res]):.3f} ({np.mean([r[1] for r in res]):.1f} fps)"
-            )
+            res = [_run(seg, f, g) for f, g in videos]
+            fps = np.mean([r.frames / r.wall for r in res])
+            cells.append(f"{np.mean([r.mean_iou for r in res]):.3f} ({fps:.1f} fps)")
+            parts.append(breakdown(res))
         print(f"    {name:<14}" + "".join(f"{c:>34}" for c in cells))
+        if breakdown_lines:
+            for k, p in zip(seqs, parts, strict=True):
+                print(f"    {'':<16}{k}: {p}")
         if oracle:
             cells = [f"{np.mean([run_oracle(seg, f, g) for f, g in v]):.3f}" for v in seqs.values()]
             print(f"    {'  true boxes':<14}" + "".join(f"{c:>34}" for c in cells))
@@ -234,13 +311,15 @@ def speed(repeats: int = 3, n_videos: int = 3) -> None:
             if default is not None:
                 seg.overlap_encode = default
             for mode in modes:
-                fps, outside = np.median(np.array(runs[mode]), axis=0)
+                fps, outside, fwd_ms, trk_ms = np.median(np.array(runs[mode]), axis=0)
                 tag = (
                     name if default is None else f"{name}, {'encode thread' if mode else 'inline'}"
                 )
+                # per frame: the forward pass, the tracker, and what a 10 % share would allow
                 line = (
                     f"    {label:<7} {tag:<32} {fps:7.1f} frames/s   outside the forward pass "
-                    f"{outside:6.1%}"
+                    f"{outside:6.1%}   per frame: forward {fwd_ms:5.1f} ms, tracker "
+                    f"{trk_ms:4.1f} ms, 10 % budget {fwd_ms / 9:4.1f} ms"
                 )
                 if default is not None and not mode:
                     fps_t = np.median(np.array(runs[True])[:, 0])
