@@ -214,3 +214,37 @@ def test_gray_crops_are_the_crops_converted_once(monkeypatch):
     cache.get(frames[1], 45, 25, 95, 65)  # another frame is converted, never mixed up
     cache.get(frames[0].copy(), 45, 25, 95, 65)  # the same pixels in another array, too
     assert len(converted) == 3
+
+
+def _track_with_occlusion(tr: FlowTracker, up: int) -> list[tuple]:
+    """Boxes and scores of ``tr`` over the scene enlarged ``up`` times (pixel blocks): followed
+    with masks, hidden for 5 frames (lost), then searched for again."""
+    kw = {"interpolation": cv2.INTER_NEAREST}
+    out = []
+    for t in range(14):
+        f, m = _scene(t, hidden=4 <= t < 9)
+        f, m = cv2.resize(f, None, fx=up, fy=up, **kw), cv2.resize(m, None, fx=up, fy=up, **kw)
+        if t == 0:
+            tr.init(f, mask_box(m))
+            continue
+        box, score = tr.update(f)
+        out.append((tuple(round(v, 3) for v in box), round(score, 3), tr.lost))
+        tr.correct(m if t < 4 else np.zeros_like(m))
+    return out
+
+
+def test_large_frames_are_tracked_at_the_working_height():
+    """A frame ``f`` times the working height is tracked on its ``f`` x ``f`` pixel blocks: on a
+    scene enlarged 3x the boxes are exactly 3x those on the scene itself, through tracking,
+    being lost and re-acquiring (any coordinate not converted between the two would break
+    this). By default frames of any size are tracked at full resolution."""
+    kw: dict = dict(work_height=240, lost_after=2, empty_lost_after=3)
+    small = _track_with_occlusion(FlowTracker(**kw), 1)
+    large = _track_with_occlusion(FlowTracker(**kw), 3)
+    assert any(lost for *_, lost in small) and not small[-1][2]  # lost, then found again
+    for (b1, s1, l1), (b3, s3, l3) in zip(small, large, strict=True):
+        assert np.allclose(np.array(b3), 3 * np.array(b1), atol=0.01), (b1, b3)
+        assert (s1, l1) == (s3, l3)
+    full = FlowTracker(lost_after=2, empty_lost_after=3)
+    _track_with_occlusion(full, 3)
+    assert full._f == 1

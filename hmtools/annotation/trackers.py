@@ -106,11 +106,19 @@ class GrayCrops:
     Lucas-Kanade window in this frame (around a box that moved a little) and the point and
     template crops inside the box are slices too. Holds the last ``keep`` regions; frames are
     matched by identity, so a frame must not be written into while it is held (the tracker keeps
-    its frames by reference anyway)."""
+    its frames by reference anyway).
 
-    def __init__(self, slack: int = 16, keep: int = 3):
-        self.slack, self.keep = slack, keep
+    ``scale`` (an integer ``f``): coordinates are in the frame shrunk ``f`` times (``w // f`` x
+    ``h // f``), each crop the ``f`` x ``f`` pixel blocks averaged (OpenCV's fast integer-factor
+    area resize)."""
+
+    def __init__(self, slack: int = 16, keep: int = 3, scale: int = 1):
+        self.slack, self.keep, self.scale = slack, keep, max(1, int(scale))
         self._held: list[tuple[np.ndarray, int, int, np.ndarray]] = []  # (frame, x0, y0, gray)
+
+    def size(self, frame: np.ndarray) -> tuple[int, int]:
+        """``(w, h)`` of ``frame`` in these coordinates."""
+        return frame.shape[1] // self.scale, frame.shape[0] // self.scale
 
     def get(self, frame: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
         """``to_gray(frame, x0, y0, x1, y1)``, from a held region when one covers it."""
@@ -123,10 +131,14 @@ class GrayCrops:
                 and y1 <= gy + g.shape[0]
             ):
                 return g[y0 - gy : y1 - gy, x0 - gx : x1 - gx]
-        h, w = frame.shape[:2]
-        s = self.slack
+        w, h = self.size(frame)
+        s, f = self.slack, self.scale
         rx0, ry0, rx1, ry1 = max(0, x0 - s), max(0, y0 - s), min(w, x1 + s), min(h, y1 + s)
-        g = to_gray(frame, rx0, ry0, rx1, ry1)
+        if f == 1:
+            g = to_gray(frame, rx0, ry0, rx1, ry1)
+        else:
+            g = to_gray(frame, rx0 * f, ry0 * f, rx1 * f, ry1 * f)
+            g = cv2.resize(g, (rx1 - rx0, ry1 - ry0), interpolation=cv2.INTER_AREA)
         self._held = self._held[-(self.keep - 1) :] + [(frame, rx0, ry0, g)]
         return g[y0 - ry0 : y1 - ry0, x0 - rx0 : x1 - rx0]
 
@@ -219,7 +231,17 @@ class FlowTracker:
     0.837): fewer, stronger corners drift less onto the background. ``lk_window`` 21 and
     ``lk_levels`` 3 (OpenCV's ``winSize`` / ``maxLevel``) stay: a 15-px window tracked worse
     on two of those three sets (0.456 / 0.415 / 0.440), and 2 levels, though as good on these
-    256-px dives, halve the largest motion followed (~40 px per frame), too little at 720p."""
+    256-px dives, halve the largest motion followed (~40 px per frame), too little at 720p.
+
+    ``work_height``: track frames ``f = round(height / work_height)`` times that height on their
+    ``f`` x ``f`` pixel blocks (boxes in and out stay in frame pixels), so the tracker costs
+    about the same at any resolution. Off by default: on rendered dives (tracker from the first
+    true box, ``benchmarks/pseudo_mask.py``) ``work_height=256`` cut the tracker's time per frame
+    at 720p from 5.6 to 3.1 ms and at 1080p from 7.8 to 3.5 ms (20.9 -> 25.2 frames/s), but
+    left 720p throughput as it was (27.9 vs 27.4 frames/s: other boxes, other forwards) and the
+    masks a little worse in every comparison: 720p 0.455 -> 0.446 (24 videos) and 0.559 -> 0.529
+    (8), 1080p 0.318 -> 0.298 (3), DAVIS dance-twirl at 480p 0.838 -> 0.835; with 360 (720p
+    tracked at half size) 0.432 and 0.516 at 720p. Worth it for 1080p and larger frames."""
 
     def __init__(
         self,
@@ -233,8 +255,11 @@ class FlowTracker:
         retry_every: int = 2,
         lk_window: int = 21,
         lk_levels: int = 3,
+        work_height: int | None = None,
     ):
         self.max_points, self.min_points = max_points, min_points
+        self.work_height = work_height
+        self._f = 1  # frame pixels per working pixel, each way (set per video by init)
         self.lost_after, self.reacquire_threshold = lost_after, reacquire_threshold
         self.empty_lost_after = empty_lost_after
         self.full_every = full_every
@@ -242,7 +267,7 @@ class FlowTracker:
         self.lk_window, self.lk_levels = (lk_window, lk_window), lk_levels
         self._lost_frames = 0
         self._empty = 0
-        self.box: Box = (0, 0, 1, 1)
+        self.box: Box = (0, 0, 1, 1)  # in working pixels
         self.lost = False
         self._bad = 0
         self._prev: np.ndarray | None = None
@@ -252,6 +277,19 @@ class FlowTracker:
         self._gray = GrayCrops()
 
     # -- helpers --------------------------------------------------------------------------
+    def _mask_crop(self, mask: np.ndarray, x: int, y: int, bw: int, bh: int) -> np.ndarray:
+        """The working-pixel box ``(x, y, bw, bh)`` of a frame-sized mask (every ``f``-th pixel)."""
+        f = self._f
+        return mask[y * f : (y + bh) * f : f, x * f : (x + bw) * f : f]
+
+    def _out(self, box: Box) -> Box:
+        f = self._f
+        return (box[0] * f, box[1] * f, box[2] * f, box[3] * f)
+
+    def _in(self, box: Box) -> Box:
+        f = self._f
+        return (box[0] / f, box[1] / f, box[2] / f, box[3] / f)
+
     def _window(self, w: int, h: int, grow: float = 1.0, margin: int = 48) -> tuple[int, ...]:
         """The box grown by ``grow`` times its size (at least ``margin`` px) on every side."""
         x, y, bw, bh = self.box
@@ -265,12 +303,12 @@ class FlowTracker:
 
     def _sample_points(self, frame: np.ndarray, mask: np.ndarray | None = None) -> None:
         """Good features inside the box (or the mask), searched in the box's crop only."""
-        h, w = frame.shape[:2]
+        w, h = self._gray.size(frame)
         x, y, bw, bh = (int(round(v)) for v in clip_box(self.box, w, h))
         crop = self._gray.get(frame, x, y, x + bw, y + bh)
         roi = None
         if mask is not None:
-            roi = (mask[y : y + bh, x : x + bw] > 0).astype(np.uint8) * 255
+            roi = (self._mask_crop(mask, x, y, bw, bh) > 0).astype(np.uint8) * 255
             if not roi.any():
                 roi = None
         pts = (
@@ -283,11 +321,11 @@ class FlowTracker:
 
     def _set_template(self, frame: np.ndarray, mask: np.ndarray | None = None) -> None:
         """Appearance template: the athlete's pixels (the mask inside its box when given)."""
-        h, w = frame.shape[:2]
+        w, h = self._gray.size(frame)
         x, y, bw, bh = (int(round(v)) for v in clip_box(self.box, w, h))
         if bw >= 4 and bh >= 4:
             self._template = np.array(self._gray.get(frame, x, y, x + bw, y + bh))
-            tm = (mask[y : y + bh, x : x + bw] > 0) if mask is not None else None
+            tm = (self._mask_crop(mask, x, y, bw, bh) > 0) if mask is not None else None
             self._template_mask = (
                 tm.astype(np.uint8) * 255
                 if tm is not None and tm.sum() >= 16
@@ -300,7 +338,7 @@ class FlowTracker:
         the picture -- would otherwise cost a search per frame for nothing). Searches cover the
         whole frame on the first attempt and every ``full_every``-th after it, near the last box
         in between (cheap, and the athlete rarely reappears far away)."""
-        h, w = frame.shape[:2]
+        w, h = self._gray.size(frame)
         self._lost_frames += 1
         n = self._lost_frames
         if n > self.patient_for and (n - self.patient_for) % self.retry_every:
@@ -348,20 +386,22 @@ class FlowTracker:
     def init(self, frame: np.ndarray, box: Box) -> None:
         """Start on ``frame`` (BGR or gray) at ``box``. The tracker keeps the last frame it was
         given by reference, not as a copy: do not write into a frame after passing it."""
-        self.box = clip_box(box, frame.shape[1], frame.shape[0])
+        wh = self.work_height
+        self._f = max(1, int(round(frame.shape[0] / wh))) if wh else 1
+        self._gray = GrayCrops(scale=self._f)  # nothing held from an earlier video
+        self.box = clip_box(self._in(box), *self._gray.size(frame))
         self.lost, self._bad, self._empty, self._lost_frames = False, 0, 0, 0
         self._prev = frame  # kept as given: gray crops are converted where they are needed
-        self._gray = GrayCrops()  # nothing held from an earlier video
         self._sample_points(frame)
         self._set_template(frame)
 
     def update(self, frame: np.ndarray) -> tuple[Box, float]:
-        h, w = frame.shape[:2]
+        w, h = self._gray.size(frame)
         score = 0.0
         if self.lost:
             score = self._reacquire(frame)
             self._prev = frame
-            return self.box, (score if not self.lost else 0.0)
+            return self._out(self.box), (score if not self.lost else 0.0)
         p0 = self._pts
         if p0 is not None and len(p0) >= self.min_points:
             # LK on a window around the box only: the cost does not grow with the frame size
@@ -397,13 +437,15 @@ class FlowTracker:
         if self._pts is None or len(self._pts) < self.min_points * 2:
             self._sample_points(frame)
         self._prev = frame
-        return self.box, score
+        return self._out(self.box), score
 
     def correct(self, mask: np.ndarray | None, box: Box | None = None) -> None:
         """Feed back the pseudo mask: its box (``box``, the mask's :func:`mask_box` when the
         caller has computed it, else computed here) re-centres the tracker; an empty mask counts
         towards "lost" but leaves the flow estimate in place."""
         mb = None if mask is None else (box if box is not None else mask_box(mask))
+        if mb is not None:
+            mb = self._in(mb)
         if mb is None:
             self._empty += 1
             if self._empty >= self.empty_lost_after:
