@@ -265,7 +265,8 @@ def quality(
             res = [_run(seg, f, g) for f, g in videos]
             fps = np.mean([r.frames / r.wall for r in res])
             cells.append(f"{np.mean([r.mean_iou for r in res]):.3f} ({fps:.1f} fps)")
-            parts.append(breakdown(res))
+            if breakdown_lines:
+                parts.append(breakdown(res))
         print(f"    {name:<14}" + "".join(f"{c:>34}" for c in cells))
         if breakdown_lines:
             for k, p in zip(seqs, parts, strict=True):

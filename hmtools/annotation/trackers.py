@@ -259,7 +259,6 @@ class FlowTracker:
     ):
         self.max_points, self.min_points = max_points, min_points
         self.work_height = work_height
-        self._f = 1  # frame pixels per working pixel, each way (set per video by init)
         self.lost_after, self.reacquire_threshold = lost_after, reacquire_threshold
         self.empty_lost_after = empty_lost_after
         self.full_every = full_every
@@ -277,6 +276,11 @@ class FlowTracker:
         self._gray = GrayCrops()
 
     # -- helpers --------------------------------------------------------------------------
+    @property
+    def _f(self) -> int:
+        """Frame pixels per working pixel, each way (chosen per video by :meth:`init`)."""
+        return self._gray.scale
+
     def _mask_crop(self, mask: np.ndarray, x: int, y: int, bw: int, bh: int) -> np.ndarray:
         """The working-pixel box ``(x, y, bw, bh)`` of a frame-sized mask (every ``f``-th pixel)."""
         f = self._f
@@ -387,8 +391,8 @@ class FlowTracker:
         """Start on ``frame`` (BGR or gray) at ``box``. The tracker keeps the last frame it was
         given by reference, not as a copy: do not write into a frame after passing it."""
         wh = self.work_height
-        self._f = max(1, int(round(frame.shape[0] / wh))) if wh else 1
-        self._gray = GrayCrops(scale=self._f)  # nothing held from an earlier video
+        f = max(1, int(round(frame.shape[0] / wh))) if wh else 1
+        self._gray = GrayCrops(scale=f)  # nothing held from an earlier video
         self.box = clip_box(self._in(box), *self._gray.size(frame))
         self.lost, self._bad, self._empty, self._lost_frames = False, 0, 0, 0
         self._prev = frame  # kept as given: gray crops are converted where they are needed
