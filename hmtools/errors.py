@@ -17,3 +17,8 @@ class InputError(HMError):
 
 class ConflictError(HMError):
     """Two sources disagree (e.g. two shards hold different masks for one frame)."""
+
+
+class DamagedStoreError(InputError):
+    """A store's dataset cannot be read back (a damaged compressed chunk); names file, video,
+    layer and dataset."""

@@ -270,3 +270,31 @@ def test_upload_mode_serves_frames_to_a_remote_server(server, synth_small, tmp_p
             )
         )
         assert np.array_equal(served, local)
+
+
+@pytest.mark.slow
+def test_a_video_of_1000_frames_exports(server, tmp_path):
+    """Issue 26: long videos went through every command but this one had not been tried."""
+    from hmtools.masks import LayerData, StoreWriter
+
+    n, h, w = 1000, 24, 32
+    frames = tmp_path / "frames" / "long"
+    frames.mkdir(parents=True)
+    masks = np.zeros((n, h, w), np.uint8)
+    for t in range(n):
+        masks[t, 4:12, t % 20 : t % 20 + 8] = 1
+        cv2.imwrite(str(frames / f"{t:05d}.jpg"), np.full((h, w, 3), t % 256, np.uint8))
+    store = tmp_path / "pm.h5"
+    with StoreWriter(store) as wr:
+        wr.add_video(("long",), height=h, width=w, num_frames=n, frame_pattern="{:05d}.jpg")
+        wr.write_layer(("long",), "pm", LayerData.from_masks(np.arange(n), masks, 0.5))
+    kw = {"url": server.url, "api_key": server.token}
+    rep = ls_export(store, tmp_path / "frames", "long-video", document_root=server.docroot, **kw)
+    assert rep.created == n
+    client = connect(**kw)
+    proj = find_project(client, "long-video")
+    got = {t.data["frame"]: t for t in client.tasks.list(project=proj.id, fields="all")}
+    assert sorted(got) == list(range(n))
+    pred = got[999].predictions[0]
+    res = (pred["result"] if isinstance(pred, dict) else pred.result)[0]
+    assert np.array_equal(brush_to_mask(res["value"]["rle"], h, w, "t"), masks[999])

@@ -202,7 +202,7 @@ def test_validate_reports_each_problem(tmp_path):
     problems = validate_store(path)
     text = "\n".join(problems)
     assert "not sorted and unique" in text
-    assert "video b|#0 layer gtm frame 1" in text
+    assert "video b/0 layer gtm frame 1" in text
     assert "unknown code 9" in text
     assert len(problems) >= 3
 

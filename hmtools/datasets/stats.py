@@ -19,6 +19,7 @@ import pandas as pd  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from hmtools.datasets.records import load_dataset  # noqa: E402
+from hmtools.fsutil import staged_dir  # noqa: E402
 from hmtools.masks import LAYER_GTM, LAYER_PM, ORIGINS, MaskStore  # noqa: E402
 
 
@@ -138,8 +139,7 @@ def build_report(
     progress: bool = True,
 ) -> StatsReport:
     """Write CSV tables, PNG plots and ``report.md`` to ``out_dir``; return them."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    final = Path(out_dir)
     action_types = None
     if annotations is not None:
         action_types = {s.id: s.action_type for s in load_dataset(dataset, annotations)}
@@ -187,6 +187,11 @@ def build_report(
             .rename(columns={"count": "frames", "mean": "mean_iou", "median": "median_iou"})
             .sort_values("mean_iou")
         )
+    with staged_dir(final, overwrite=True) as out:  # nothing in final until all is written
+        return _write_report(out, final, name, tables, masks, videos, ious)
+
+
+def _write_report(out, final, name, tables, masks, videos, ious) -> StatsReport:
     for k, df in tables.items():
         df.to_csv(out / f"{k}.csv", index=False)
 
@@ -273,7 +278,7 @@ def build_report(
         md += [f"![{p.stem}]({p.name})", ""]
     md += ["Tables as CSV: " + ", ".join(f"`{k}.csv`" for k in tables), ""]
     (out / "report.md").write_text("\n".join(md))
-    return StatsReport(out, tables, plots, summary)
+    return StatsReport(final, tables, [final / p.name for p in plots], summary)
 
 
 def _has_tabulate() -> bool:

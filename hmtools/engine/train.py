@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import random
 import time
 from dataclasses import dataclass, field
@@ -192,26 +193,57 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 def load_checkpoint(path: Path) -> dict:
+    """A checkpoint written by :func:`save_checkpoint`, loaded with ``weights_only=True``: the
+    unpickler builds tensors, plain containers and numbers only, so a tampered or foreign file
+    cannot run code (a pickle that asks for ``os.system`` is refused, with one line naming the
+    file)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        why = next((ln for ln in lines if "GLOBAL" in ln), None)
+        if why is None:  # not a pickle of allowed types at all: a damaged file
+            detail = next((ln for ln in lines if ln.startswith("Unsupported")), lines[0])
+            raise InputError(f"{path}: corrupt or unreadable checkpoint ({detail})") from None
+        raise InputError(
+            f"{path}: refused: not a checkpoint hmtools wrote (it asks the unpickler for "
+            f"something other than tensors and plain data: {why[:160]})"
+        ) from None
     except Exception as e:  # torch raises many types for a damaged file
         raise InputError(
             f"{path}: corrupt or unreadable checkpoint ({str(e).splitlines()[0]})"
         ) from None
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise InputError(f"{path}: not an hmtools checkpoint (no model state and config)")
+    return state
 
 
 def _rng_state() -> dict:
+    """The torch / numpy / Python RNG states as tensors and plain types (what
+    ``torch.load(weights_only=True)`` accepts)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
     return {
         "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(np.asarray(keys, np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
+        "python": [int(version), [int(x) for x in internal], gauss_next],
     }
 
 
 def _set_rng_state(s: dict) -> None:
     torch.set_rng_state(s["torch"])
-    np.random.set_state(s["numpy"])
-    random.setstate(s["python"])
+    n = s["numpy"]
+    np.random.set_state(
+        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"])
+    )
+    version, internal, gauss_next = s["python"]
+    random.setstate((version, tuple(internal), gauss_next))
 
 
 def lr_lambda(warmup: int, epochs: int):

@@ -13,18 +13,19 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
 from hmtools.errors import InputError
+from hmtools.fsutil import atomic_write_bytes, staged_dir
 from hmtools.masks import rle as rle_ops
 from hmtools.masks.frames import DEFAULT_FRAME_PATTERN, FrameFolder, frame_numbers, scan_tree
 from hmtools.masks.schema import (
@@ -72,16 +73,36 @@ def read_mask_image(path: Path, threshold: int = DEFAULT_THRESHOLD) -> np.ndarra
     return (img >= threshold).astype(np.uint8)
 
 
-def _read_folder(ff: FrameFolder, threshold: int, pool: ThreadPoolExecutor) -> np.ndarray:
-    masks = list(pool.map(lambda p: read_mask_image(p, threshold), ff.files))
-    h, w = masks[0].shape
-    for p, m in zip(ff.files, masks, strict=True):
-        if m.shape != (h, w):
-            raise InputError(
-                f"{p}: size {m.shape[1]}x{m.shape[0]} differs from the video's first mask "
-                f"{ff.files[0].name} ({w}x{h})"
+_PACK_CHUNK = 64  # frames read and encoded at a time: memory stays flat on long 1080p videos
+
+
+def _read_folder(
+    ff: FrameFolder, threshold: int, pool: ThreadPoolExecutor, layer: str
+) -> tuple[LayerData, int, int, bool]:
+    """One video's mask files -> ``(layer data, height, width, any foreground)``, read and
+    encoded ``_PACK_CHUNK`` frames at a time; every file must have the first one's size."""
+    parts, size, fg = [], None, False
+    for i0 in range(0, len(ff.files), _PACK_CHUNK):
+        files = ff.files[i0 : i0 + _PACK_CHUNK]
+        masks = list(pool.map(lambda p: read_mask_image(p, threshold), files))
+        if size is None:
+            size = masks[0].shape
+        for path, m in zip(files, masks, strict=True):
+            if m.shape != size:
+                raise InputError(
+                    f"{path}: size {m.shape[1]}x{m.shape[0]} differs from the video's first mask "
+                    f"{ff.files[0].name} ({size[1]}x{size[0]})"
+                )
+        stack = np.stack(masks)
+        fg = fg or bool(stack.any())
+        parts.append(
+            LayerData.from_masks(
+                ff.frames[i0 : i0 + _PACK_CHUNK], stack, None, default_origin(layer)
             )
-    return np.stack(masks)
+        )
+    data = LayerData.concat(parts)
+    data.encoded_size = (int(size[0]), int(size[1]))  # every part was encoded at this size
+    return data, int(size[0]), int(size[1]), fg
 
 
 def _open_writer(out: Path, name: str | None, overwrite: bool, append: bool) -> StoreWriter:
@@ -117,14 +138,13 @@ def pack_folder(
     with _open_writer(Path(out), name, overwrite, append) as w, ThreadPoolExecutor(4) as pool:
         for ff in tqdm(folders, desc=f"pack {layer}", unit="video", disable=not progress):
             try:
-                masks = _read_folder(ff, threshold, pool)
-                if masks.max(initial=0) == 0:
+                data, h, wd, fg = _read_folder(ff, threshold, pool, layer)
+                if not fg:
                     log.warning("%s: every mask is empty (threshold %d)", ff.folder, threshold)
-                data = LayerData.from_masks(ff.frames, masks, None, default_origin(layer))
                 w.add_video(
                     ff.video_id,
-                    height=masks.shape[1],
-                    width=masks.shape[2],
+                    height=h,
+                    width=wd,
                     num_frames=len(ff.files),
                     action_type=(action_types or {}).get(ff.video_id, ""),
                     frame_pattern=ff.pattern,
@@ -282,25 +302,47 @@ def _coco_video_layer(vid: VideoId, entries: list, by_image: dict, layer: str) -
 # export
 
 
-def _atomic_write_bytes(path: Path, payload: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _frame_name(pattern: str | None, frame: int, ext: str | None) -> str:
+    """The file name of ``frame`` under the store's ``frame_pattern`` (``ext`` replaces its
+    extension); an error unless it is one plain file name (no folder part, no ``..``)."""
     pat = pattern or DEFAULT_FRAME_PATTERN + ".png"
     if "." not in pat.rsplit("}", 1)[-1]:
         pat += ".png"
-    name = pat.format(frame)
+    try:
+        name = pat.format(int(frame))
+    except (ValueError, IndexError, KeyError, AttributeError) as e:
+        raise InputError(f"frame_pattern {pat!r} cannot name frame {frame}: {e}") from None
     if ext is not None:
         name = str(Path(name).with_suffix(ext))
+    if not safe_part(name) or name.startswith("."):
+        raise InputError(f"frame_pattern {pat!r} gives {name!r} for frame {frame}: not a file name")
     return name
+
+
+def safe_part(name: str) -> bool:
+    """``name`` is one path component that stays inside its parent folder."""
+    return (
+        bool(name)
+        and name not in (".", "..")
+        and not any(c in name for c in ("/", "\\", "\0"))
+        and not Path(name).is_absolute()
+        and not (len(name) > 1 and name[1] == ":")  # a Windows drive ("C:x")
+    )
+
+
+def video_dir_parts(video_id: VideoId) -> list[str]:
+    """Folder names for a video id under an export root: each component as it is when it is a
+    plain file name, otherwise percent-encoded (``/`` -> ``%2F``, ``..`` -> ``%2E%2E``), so no id
+    can name a path outside the root."""
+    out = []
+    for p in video_id:
+        text = str(p)
+        if not safe_part(text):
+            text = quote(text, safe=" !#$&'()+,;=@[]^`{}~")
+            if set(text) <= {"."}:
+                text = text.replace(".", "%2E")
+        out.append(text)
+    return out
 
 
 def _layers_to_export(store: MaskStore, layer: str | None) -> list[str]:
@@ -324,14 +366,19 @@ def unpack_png(
     overwrite: bool = False,
     progress: bool = True,
 ) -> int:
-    """Write ``layer`` as a PNG tree ``OUT/<id parts>/<frame name>.png`` (0/255). Returns masks
-    written. Bit-exact inverse of :func:`pack_folder` on PNG input."""
+    """Write ``layer`` as a PNG tree ``OUT/<id parts>/<frame name>.png`` (0/255). Returns the
+    number of files written (one per stored mask). Bit-exact inverse of :func:`pack_folder` on
+    PNG input.
+
+    Nothing is written outside ``out_dir`` whatever the ids and frame patterns in the store (see
+    :func:`video_dir_parts`), and nothing at all unless every mask could be written: the tree
+    is built in a staging folder and moved into place at the end (with ``overwrite``, into an
+    existing folder file by file)."""
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"{out} exists and is not empty: pass --overwrite to write into it")
     n = 0
-    with MaskStore(store_path) as store:
+    with MaskStore(store_path) as store, staged_dir(out, overwrite=overwrite) as stage:
         (lay,) = _layers_to_export(store, layer)
+        seen: dict[tuple[str, ...], str] = {}
         for info, data in tqdm(
             store.iter_layer(lay),
             total=len(store),
@@ -339,17 +386,42 @@ def unpack_png(
             desc=f"unpack {lay}",
             unit="video",
         ):
-            d = out.joinpath(*[str(p) for p in info.video_id])
+            parts = tuple(video_dir_parts(info.video_id))
+            if parts in seen:
+                raise InputError(
+                    f"{store.path}: videos {seen[parts]} and {info.name} would both be written "
+                    f"to {'/'.join(parts)}"
+                )
+            seen[parts] = info.name
+            names: dict[str, int] = {}
+            for frame in data.frame_index:
+                try:
+                    name = _frame_name(info.attrs.get("frame_pattern"), int(frame), ".png")  # type: ignore[arg-type]
+                except InputError as e:
+                    raise InputError(f"{store.path}: video {info.name}: {e}") from None
+                if name in names:
+                    raise InputError(
+                        f"{store.path}: video {info.name}: frames {names[name]} and {int(frame)} "
+                        f"would both be written to {name}"
+                    )
+                names[name] = int(frame)
+            d = stage.joinpath(*parts)
             d.mkdir(parents=True, exist_ok=True)
-            masks = data.decode(info.height, info.width)
-            for frame, m in zip(data.frame_index, masks, strict=True):
-                ok, buf = cv2.imencode(".png", m * np.uint8(255))
-                if not ok:
-                    raise InputError(f"cannot encode PNG for {info.name} frame {frame}")
-                name = _frame_name(info.attrs.get("frame_pattern"), int(frame), ".png")  # type: ignore[arg-type]
-                _atomic_write_bytes(d / name, buf.tobytes())
-                n += 1
+            for i0 in range(0, len(data), _UNPACK_CHUNK):  # a long 1080p video is never whole
+                rows = slice(i0, i0 + _UNPACK_CHUNK)
+                masks = rle_ops.decode(data.rles[rows], info.height, info.width)
+                for frame, m, name in zip(
+                    data.frame_index[rows], masks, list(names)[rows], strict=True
+                ):
+                    ok, buf = cv2.imencode(".png", m * np.uint8(255))
+                    if not ok:
+                        raise InputError(f"cannot encode PNG for {info.name} frame {frame}")
+                    (d / name).write_bytes(buf.tobytes())
+                    n += 1
     return n
+
+
+_UNPACK_CHUNK = 64
 
 
 def to_coco(store: MaskStore, layer: str) -> dict:
@@ -425,5 +497,5 @@ def unpack_coco(
     with MaskStore(store_path) as store:
         (lay,) = _layers_to_export(store, layer)
         coco = to_coco(store, lay)
-    _atomic_write_bytes(out, json.dumps(coco).encode("utf-8"))
+    atomic_write_bytes(out, json.dumps(coco).encode("utf-8"))
     return len(coco["annotations"])

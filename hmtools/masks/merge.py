@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from hmtools.errors import ConflictError, InputError
 from hmtools.masks.schema import LAYER_GTM, LAYER_PM
-from hmtools.masks.store import LayerData, MaskStore, StoreWriter
+from hmtools.masks.store import LayerData, MaskStore, StoreWriter, _read
 
 
 def _combine_layer(where: str, parts: list[tuple[Path, LayerData]]) -> LayerData:
@@ -149,8 +149,8 @@ def summarize_store(path: str | os.PathLike) -> StoreSummary:
             frames = {}
             for layer in info.layers:
                 g = store._layer_group(info.video_id, layer)
-                fi = g["frame_index"][()]
-                off = g["rle_offsets"]
+                fi = _read(g, "frame_index")
+                off = _read(g, "rle_offsets")
                 d = s.layers.setdefault(layer, {"videos": 0, "masks": 0, "rle_bytes": 0})
                 d["videos"] += 1
                 d["masks"] += len(fi)

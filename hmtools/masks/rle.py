@@ -63,11 +63,19 @@ def decode(counts: Sequence[bytes], height: int, width: int) -> np.ndarray:
     return out
 
 
+#: pycocotools (2.0.11 and earlier) sizes the array of ``mask.area`` with
+#: ``np.array((n,), dtype=np.uint8)``, which NumPy 2 refuses for n > 255 ("Python integer 256 out
+#: of bounds for uint8"): every call into it takes at most this many RLEs.
+PYCOCOTOOLS_MAX_BATCH = 255
+
+
 def area(counts: Sequence[bytes], height: int, width: int) -> np.ndarray:
-    """Foreground pixel counts, computed on the RLE without decoding."""
-    if len(counts) == 0:
-        return np.zeros(0, np.int64)
-    return np.asarray(mask_utils.area(_rle_objs(counts, height, width)), np.int64)
+    """Foreground pixel counts, computed on the RLE without decoding (any number of masks)."""
+    objs = _rle_objs(counts, height, width)
+    out = np.zeros(len(objs), np.int64)
+    for i in range(0, len(objs), PYCOCOTOOLS_MAX_BATCH):
+        out[i : i + PYCOCOTOOLS_MAX_BATCH] = mask_utils.area(objs[i : i + PYCOCOTOOLS_MAX_BATCH])
+    return out
 
 
 def bbox(counts: Sequence[bytes], height: int, width: int) -> np.ndarray:

@@ -21,7 +21,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from hmtools.errors import InputError, SchemaError
+from hmtools.errors import DamagedStoreError, InputError, SchemaError
+from hmtools.fsutil import publish
 from hmtools.masks import rle as rle_ops
 from hmtools.masks.schema import (
     LAYER_DATASETS,
@@ -33,6 +34,7 @@ from hmtools.masks.schema import (
     format_video_id,
     normalize_video_id,
     video_id_from_json,
+    video_id_from_key,
     video_id_to_json,
     video_key,
 )
@@ -232,18 +234,41 @@ def _frame_slice(frame_index: np.ndarray, start: int | None, stop: int | None) -
     return i0, max(i0, i1)
 
 
+def _where(g: h5py.Group) -> str:
+    """``FILE: video V layer L`` of a layer group, for messages."""
+    parts = g.name.strip("/").split("/")
+    try:
+        video = format_video_id(video_id_from_key(parts[1]))
+    except (IndexError, SchemaError):
+        video = g.name
+    layer = parts[2] if len(parts) > 2 else "?"
+    return f"{g.file.filename}: video {video} layer {layer!r}"
+
+
+def _read(g: h5py.Group, name: str, sel: object = ()) -> np.ndarray:
+    """``g[name][sel]``; a dataset HDF5 cannot read (a damaged compressed chunk: bit rot, a bad
+    copy) raises :class:`DamagedStoreError` naming the file, video, layer and dataset."""
+    try:
+        return g[name][sel]
+    except (OSError, KeyError, ValueError) as e:
+        raise DamagedStoreError(
+            f"{_where(g)}: dataset {name!r} cannot be read ({str(e).strip() or type(e).__name__});"
+            " the file is damaged: `hmtools validate` lists every damaged layer"
+        ) from None
+
+
 def _read_rles(
     g: h5py.Group, start: int | None, stop: int | None
 ) -> tuple[np.ndarray, list[bytes], int, int]:
     """Frame numbers and RLE counts of frames in ``[start, stop)``, reading only their bytes;
     also the row range ``(i0, i1)`` for the per-mask arrays."""
-    fi = g["frame_index"][()]
+    fi = _read(g, "frame_index")
     i0, i1 = _frame_slice(fi, start, stop)
     if i1 == i0:
         return fi[i0:i1].astype(np.int32), [], i0, i1
-    off = g["rle_offsets"][i0 : i1 + 1]
+    off = _read(g, "rle_offsets", slice(i0, i1 + 1))
     base = int(off[0])
-    blob = g["rle_bytes"][base : int(off[-1])].tobytes()
+    blob = _read(g, "rle_bytes", slice(base, int(off[-1]))).tobytes()
     rles = [blob[int(a) - base : int(b) - base] for a, b in zip(off[:-1], off[1:], strict=True)]
     return fi[i0:i1].astype(np.int32), rles, i0, i1
 
@@ -252,13 +277,14 @@ def _read_layer(g: h5py.Group, start: int | None, stop: int | None) -> LayerData
     fi, rles, i0, i1 = _read_rles(g, start, stop)
     if not rles:
         return LayerData.empty()
+    rows = slice(i0, i1)
     return LayerData(
         frame_index=fi,
         rles=rles,
-        area=g["area"][i0:i1],
-        bbox=g["bbox"][i0:i1],
-        score=g["score"][i0:i1],
-        origin=g["origin"][i0:i1],
+        area=_read(g, "area", rows),
+        bbox=_read(g, "bbox", rows),
+        score=_read(g, "score", rows),
+        origin=_read(g, "origin", rows),
     )
 
 
@@ -353,8 +379,7 @@ class MaskStore:
         return layer in self._group(video_id)
 
     def frame_index(self, video_id: Sequence[str | int] | str | int, layer: str) -> np.ndarray:
-        g = self._layer_group(video_id, layer)
-        return g["frame_index"][()]
+        return _read(self._layer_group(video_id, layer), "frame_index")
 
     def _layer_group(self, video_id: Sequence[str | int] | str | int, layer: str) -> h5py.Group:
         g = self._group(video_id)
@@ -640,7 +665,7 @@ class StoreWriter:
                 os.fsync(fh.fileno())
             if self.mode == "create" and self.path.exists() and not self.overwrite:
                 raise InputError(f"{self.path} appeared while writing; not replacing it")
-            os.replace(self._tmp, self.path)
+            publish(self._tmp, self.path)  # the mode open() would give, not mkstemp's 0600
             self._tmp = None
         except BaseException:
             self.abort()

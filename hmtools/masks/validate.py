@@ -18,6 +18,7 @@ from hmtools.masks.schema import (
     SCHEMA_NAME,
     SCHEMA_VERSION,
     VIDEOS_GROUP,
+    format_video_id,
     video_id_from_json,
     video_key,
 )
@@ -25,20 +26,29 @@ from hmtools.masks.schema import (
 _MAX_PER_LAYER = 5  # RLE problems reported per layer before summarising
 
 
+def _canonical(rles: list[bytes], h: int, w: int) -> bool:
+    """Every RLE decodes to an H x W 0/1 mask that re-encodes to the same bytes; checked in
+    batches (a long 1080p video is never decoded whole)."""
+    step = rle_ops.PYCOCOTOOLS_MAX_BATCH
+    for i in range(0, len(rles), step):
+        part = rles[i : i + step]
+        try:
+            dec = mask_utils.decode([{"size": [h, w], "counts": r} for r in part])
+        except (ValueError, TypeError):
+            return False
+        if dec.max(initial=0) > 1:
+            return False
+        enc = mask_utils.encode(np.asfortranarray(dec))
+        if any(e["counts"] != r for e, r in zip(enc, part, strict=True)):
+            return False
+    return True
+
+
 def _check_rles(
     where: str, rles: list[bytes], frames: np.ndarray, h: int, w: int, area: np.ndarray | None
 ) -> list[str]:
     problems = []
-    objs = [{"size": [h, w], "counts": r} for r in rles]
-    batch_ok = False
-    try:
-        dec = mask_utils.decode(objs) if objs else None
-        if dec is not None and dec.max(initial=0) <= 1:
-            enc = mask_utils.encode(np.asfortranarray(dec))
-            batch_ok = all(e["counts"] == r for e, r in zip(enc, rles, strict=True))
-    except (ValueError, TypeError):
-        batch_ok = False
-    if not batch_ok:
+    if not _canonical(rles, h, w):
         bad = 0
         for fr, r in zip(frames, rles, strict=True):
             try:
@@ -51,7 +61,7 @@ def _check_rles(
             problems.append(f"{where}: {bad - _MAX_PER_LAYER} more malformed RLEs")
         return problems
     if area is not None and len(area) == len(rles):
-        true_area = np.asarray(mask_utils.area(objs), np.int64) if objs else np.zeros(0)
+        true_area = rle_ops.area(rles, h, w)
         wrong = np.nonzero(true_area != area)[0]
         if len(wrong):
             problems.append(
@@ -71,7 +81,12 @@ def _check_layer(where: str, g: h5py.Group, h: int, w: int, num_frames: int) -> 
         ds = g[name]
         if ds.dtype != np.dtype(dtype):
             problems.append(f"{where}/{name}: dtype {ds.dtype}, expected {dtype}")
-        arrays[name] = ds[()]
+        try:
+            arrays[name] = ds[()]
+        except OSError as e:  # a compressed chunk that no longer decompresses: bit rot, bad copy
+            problems.append(
+                f"{where}/{name}: cannot be read, the file is damaged ({str(e).strip()})"
+            )
     if problems:
         return problems
     n = len(arrays["frame_index"])
@@ -148,6 +163,7 @@ def validate_store(path: str | os.PathLike, progress: bool = False) -> list[str]
                 continue
             if video_key(vid) != key:
                 problems.append(f"{where}: key does not match video_id {list(vid)}")
+            where = f"video {format_video_id(vid)}"
             h, w = int(g.attrs["height"]), int(g.attrs["width"])
             if h <= 0 or w <= 0:
                 problems.append(f"{where}: bad size {h}x{w}")
