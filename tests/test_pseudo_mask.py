@@ -116,7 +116,7 @@ def test_broken_video_is_logged_and_the_run_goes_on(tmp_path):
             "-q",
         ],
     )
-    assert res.exit_code == 2
+    assert res.exit_code == 3
     assert "bad: " in res.output and "00003.jpg" in res.output
     fails = (tmp_path / "pm.failures.csv").read_text()
     assert "bad" in fails
@@ -296,7 +296,7 @@ def test_a_video_too_long_for_memory_is_a_logged_failure_not_a_crash(tmp_path, m
         ["pseudo-mask", str(root), "--out", str(tmp_path / "pm.h5"), "--segmenter", "motion"]
         + ["--max-video-gb", str(2 / 1024), "-q"],
     )
-    assert res.exit_code == 2, res.output
+    assert res.exit_code == 3, res.output
     fails = (tmp_path / "pm.failures.csv").read_text()
     assert "broadcast.avi: 300 frames of 64x48" in fails and "cut it into clips" in fails
     with MaskStore(tmp_path / "pm.h5") as st:

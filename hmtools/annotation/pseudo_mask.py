@@ -38,6 +38,7 @@ from hmtools.annotation.trackers import (
     mask_box,
 )
 from hmtools.errors import InputError
+from hmtools.imageio import read_image
 from hmtools.masks import (
     LAYER_PM,
     ORIGIN_PSEUDO,
@@ -100,9 +101,10 @@ class VideoJob:
             raise InputError(f"video {format_video_id(self.video_id)}: no frames")
         out = []
         for n, p in self.frames:
-            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-            if img is None:
-                raise InputError(f"{p}: unreadable frame {n}")
+            try:  # a damaged JPEG (libjpeg's "Corrupt JPEG data") fails the video
+                img = read_image(p, cv2.IMREAD_COLOR)
+            except InputError as e:
+                raise InputError(f"frame {n}: {e}") from None
             if out and img.shape != out[0].shape:
                 raise InputError(
                     f"{p}: frame {n} is {img.shape[1]}x{img.shape[0]}, the video's "
@@ -179,17 +181,36 @@ def list_videos(
         return jobs
     if dataset != "folder":
         raise InputError(f"unknown --dataset {dataset!r}")
-    videos = sorted(p for p in root.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
-    if videos:
-        return [VideoJob((p.stem,), video_path=p) for p in videos]
-    return [
-        VideoJob(
-            ff.video_id,
-            list(zip(ff.frames, ff.files, strict=True)),
-            frames_dir=os.path.relpath(ff.folder, root),
-        )
-        for ff in scan_tree(root, "folder")
-    ]
+    videos = sorted(
+        p for p in root.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
+    )
+    jobs = [VideoJob((p.stem,), video_path=p) for p in videos]
+    has_folders = any(p.is_dir() and not p.name.startswith(".") for p in root.iterdir())
+    if has_folders or not videos:  # frame folders beside video files are videos too
+        try:
+            folders = scan_tree(root, "folder")
+        except InputError:
+            if not videos:
+                raise
+            folders = []  # sub-folders without images
+        jobs += [
+            VideoJob(
+                ff.video_id,
+                list(zip(ff.frames, ff.files, strict=True)),
+                frames_dir=os.path.relpath(ff.folder, root),
+            )
+            for ff in folders
+        ]
+    seen: dict[VideoId, VideoJob] = {}
+    for j in jobs:
+        if j.video_id in seen:
+            other = seen[j.video_id]
+            raise InputError(
+                f"{root}: video {format_video_id(j.video_id)} is both "
+                f"{other.video_path or other.frames_dir} and {j.video_path or j.frames_dir}"
+            )
+        seen[j.video_id] = j
+    return jobs
 
 
 def parse_shard(spec: str | None) -> tuple[int, int]:
@@ -237,16 +258,43 @@ def load_prompts(path: str | os.PathLike) -> dict[str, Box]:
                 out[str(vid)] = tuple(float(v) for v in box)  # type: ignore[assignment]
     except (KeyError, ValueError, TypeError, json.JSONDecodeError) as e:
         raise InputError(f"{path}: bad prompts file ({e})") from None
+    for vid, (x, y, w, h) in out.items():
+        if not all(np.isfinite(v) for v in (x, y, w, h)):
+            raise InputError(f"{path}: video {vid}: box {[x, y, w, h]} has a non-finite value")
+        if w <= 0 or h <= 0:
+            raise InputError(
+                f"{path}: video {vid}: box {[x, y, w, h]} has zero or negative size "
+                "(boxes are [x, y, width, height] in pixels)"
+            )
     return out
 
 
-def _prompt_for(prompts: dict[str, Box], vid: VideoId) -> Box | None:
-    for k in (
+def prompt_keys(vid: VideoId) -> tuple[str, ...]:
+    """The spellings of a video id a prompts file may use."""
+    return (
         format_video_id(vid),
         json.dumps(list(vid)),
         json.dumps(list(vid), separators=(",", ":")),
         str(vid[0]),
-    ):
+    )
+
+
+def check_prompt_box(box: Box, width: int, height: int, video: str) -> Box:
+    """The prompts file's box for ``video`` clipped to the frame; :class:`InputError` when none
+    of it lies in the ``width`` x ``height`` image."""
+    x, y, w, h = box
+    x0, y0, x1, y1 = max(0.0, x), max(0.0, y), min(float(width), x + w), min(float(height), y + h)
+    if x1 - x0 < 1 or y1 - y0 < 1:
+        raise InputError(
+            f"video {video}: prompt box {[x, y, w, h]} lies outside the {width}x{height} frame"
+        )
+    if (x0, y0, x1, y1) != (x, y, x + w, y + h):
+        log.warning("video %s: prompt box %s clipped to the %dx%d frame", video, box, width, height)
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+def _prompt_for(prompts: dict[str, Box], vid: VideoId) -> Box | None:
+    for k in prompt_keys(vid):
         if k in prompts:
             return prompts[k]
     return None
@@ -529,6 +577,17 @@ def run_pseudo_mask(
     jobs = sorted(list_videos(data_root, dataset, annotations), key=lambda j: j.key)
     mine = [j for i, j in enumerate(jobs) if i % n == k]
     box_of = load_prompts(prompts) if prompts else {}
+    if box_of:
+        known = {k for j in jobs for k in prompt_keys(j.video_id)}
+        unknown = sorted(k for k in box_of if k not in known)
+        if unknown:
+            log.warning(
+                "%s: %d prompt(s) match no video of %s and are ignored: %s",
+                prompts,
+                len(unknown),
+                data_root,
+                ", ".join(repr(k) for k in unknown[:10]) + (" ..." if len(unknown) > 10 else ""),
+            )
     rep = PseudoMaskReport(out)
     t_start = time.perf_counter()
     fail_path = out.with_name(out.stem + ".failures.csv")
@@ -548,9 +607,12 @@ def run_pseudo_mask(
                 raise InputError(job.frames_dir[len("missing: ") :])
             numbers, frames = job.read(max_video_bytes)
             known: dict[int, object] = {}  # frame 0's encoding, when the finder made one
-            box = _prompt_for(box_of, job.video_id) or find_athlete(
-                frames, segmenter=segmenter, states=known
-            )
+            box = _prompt_for(box_of, job.video_id)
+            if box is not None:
+                h0, w0 = frames[0].shape[:2]
+                box = check_prompt_box(box, w0, h0, format_video_id(job.video_id))
+            else:
+                box = find_athlete(frames, segmenter=segmenter, states=known)
             t0 = time.perf_counter()
             masks, scores = segment_video(
                 frames, segmenter, make_tracker(tracker), box, states=known

@@ -10,6 +10,11 @@ import click
 from hmtools import __version__
 from hmtools.errors import HMError
 
+#: Exit codes of every command: 0 done; 1 an error (the message names the file, video, frame);
+#: 2 a usage error (click's: unknown option, bad value); 3 partly done: a long job (pseudo-mask)
+#: finished, but some videos failed and are listed in its failures file; 130 interrupted.
+EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 1, 2, 3, 130
+
 
 class _Group(click.Group):
     """Prints :class:`HMError` messages (which name the file/video/frame) without a traceback."""
@@ -19,10 +24,10 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except HMError as e:
             click.echo(f"error: {e}", err=True)
-            sys.exit(1)
+            sys.exit(EXIT_ERROR)
         except KeyboardInterrupt:
             click.echo("interrupted: nothing half-written was kept", err=True)
-            sys.exit(130)
+            sys.exit(EXIT_INTERRUPTED)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from hmtools.cli import main
+from hmtools.cli import EXIT_PARTIAL, main
 
 
 @main.command("pseudo-mask", short_help="Pseudo masks (SAM or weight-free + tracker) -> pm layer.")
@@ -185,7 +185,7 @@ def pseudo_mask(
         )
         for vid, why in rep.failures[:20]:
             click.echo(f"  {vid}: {why}", err=True)
-        sys.exit(2)
+        sys.exit(EXIT_PARTIAL)
 
 
 @main.command("install-models", short_help="Copy the BlazePose model out of the mediapipe wheel.")

@@ -107,6 +107,13 @@ def train_options(f):  # the options train and experiment share
             help="Cache the frozen I3D prefix with K augmented views per clip (needs a config "
             "frozen up to the SAP; default 2 for such configs (small), else 0 = off).",
         ),
+        click.option(
+            "--incomplete-clips",
+            type=click.Choice(["error", "skip"]),
+            default="error",
+            show_default=True,
+            help="A clip with missing frames (dataset-summary lists them): stop, or leave it out.",
+        ),
         click.option("--sport", default=None, help="AQA-7: train this sport class only."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bars."),
     ]
@@ -142,9 +149,23 @@ def _config(kw: dict, out: Path, masks: str):
         i3d_weights=kw["i3d_weights"],
         resnet_weights=str(kw["resnet_weights"]) if kw["resnet_weights"] else None,
         mask_fallback=kw["mask_fallback"],
+        incomplete_clips=kw["incomplete_clips"],
         sport=kw["sport"],
         cache_views=kw["cache_views"],
     )
+
+
+def _given_options() -> set[str]:
+    """The TrainConfig fields the user set on the command line (not left at their default):
+    what a resume compares with the checkpoint."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    return {
+        p.name
+        for p in ctx.command.params
+        if p.name and ctx.get_parameter_source(p.name) not in (ParameterSource.DEFAULT, None)
+    }
 
 
 @main.command(short_help="Train Uni-FineParser (single process or torchrun DDP).")
@@ -157,7 +178,13 @@ def _config(kw: dict, out: Path, masks: str):
     help="Mask layer supervising L_A.",
 )
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Run folder.")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last epoch.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run in --out from its last epoch with the run's own settings (from its "
+    "checkpoint): --epochs may extend it, --device/--workers may change, a different --config "
+    "is refused, other options given are reported as ignored.",
+)
 def train(masks: str, out: Path, resume: bool, **kw) -> None:
     """Train on pairs (query, exemplar) with L_A + L_T + L_E (Eq. 8); evaluate on the test split
     every epoch (Eq. 10 voting), checkpoint every epoch (last.pt, best.pt by Spearman rho),
@@ -177,7 +204,7 @@ def train(masks: str, out: Path, resume: bool, **kw) -> None:
         summary = train_all_sports(cfg, resume=resume, progress=not kw["quiet"])
         click.echo(json.dumps(summary, indent=2))
         return
-    res = run_train(cfg, resume=resume, progress=not kw["quiet"])
+    res = run_train(cfg, resume=resume, progress=not kw["quiet"], given=_given_options())
     if res.history:
         last = res.history[-1]
         click.echo(

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 from hmtools import interpretations as interp
 from hmtools.datasets.records import Sample
 from hmtools.errors import InputError
+from hmtools.imageio import read_image
 from hmtools.masks import MaskStore, format_video_id, rle
 
 log = logging.getLogger(__name__)
@@ -66,9 +67,7 @@ class ClipConfig:
 
 
 def _read_frame(path: Path, size_hw: tuple[int, int]) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise InputError(f"{path}: unreadable frame")
+    img = read_image(path, cv2.IMREAD_COLOR)  # a damaged JPEG is an error naming the file
     if img.shape[:2] != size_hw:
         img = cv2.resize(img, (size_hw[1], size_hw[0]), interpolation=cv2.INTER_LINEAR)
     return img

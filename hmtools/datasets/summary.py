@@ -27,6 +27,11 @@ def frames_status(s: Sample, length: int = DEFAULT_LENGTH) -> str | None:
         return str(e)
     if s.frame_labels is not None and len(files) != len(s.frame_labels):
         return f"{len(files)} frames in {s.frames_dir}, the annotation labels {len(s.frame_labels)}"
+    if s.dataset == "finediving":
+        nums = [n for n, _ in files]
+        gaps = nums[-1] - nums[0] + 1 - len(nums)
+        if gaps:
+            return f"frames {nums[0]}..{nums[-1]} of {s.frames_dir} lack {gaps} in between"
     return None
 
 

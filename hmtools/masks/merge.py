@@ -29,6 +29,11 @@ def _combine_layer(where: str, parts: list[tuple[Path, LayerData]]) -> LayerData
     for k in np.argsort(cat["frame_index"], kind="stable").tolist():
         if keep and cat["frame_index"][keep[-1]] == cat["frame_index"][k]:
             j = keep[-1]
+            if src[j] == src[k]:  # one store holding a frame twice: damaged, not a conflict
+                raise InputError(
+                    f"{src[k]}: {where} holds frame {int(cat['frame_index'][k])} twice (the "
+                    "store violates the schema: `hmtools validate` lists its problems)"
+                )
             if rles[j] != rles[k] or cat["origin"][j] != cat["origin"][k]:
                 raise ConflictError(
                     f"{where} frame {int(cat['frame_index'][k])}: {src[j]} and {src[k]} hold "

@@ -501,6 +501,8 @@ class StoreWriter:
         self.path = Path(path)
         self.mode = mode
         self.overwrite = overwrite
+        #: what the "target exists" error tells the user to do (the command's own options)
+        self.exists_hint = "pass --overwrite to replace it"
         self.compression = compression
         self._name = name
         self._f: h5py.File | None = None
@@ -519,7 +521,7 @@ class StoreWriter:
     def open(self) -> None:
         target = self.path
         if self.mode == "create" and target.exists() and not self.overwrite:
-            raise InputError(f"{target} exists: pass --overwrite to replace it or --append to add")
+            raise InputError(f"{target} exists: {self.exists_hint}")
         if self.mode == "append" and not target.exists():
             raise InputError(f"{target}: cannot append, no such file")
         target.parent.mkdir(parents=True, exist_ok=True)

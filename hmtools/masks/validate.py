@@ -106,8 +106,14 @@ def _check_layer(where: str, g: h5py.Group, h: int, w: int, num_frames: int) -> 
         )
         return problems
     fi = arrays["frame_index"]
-    if n > 1 and np.any(np.diff(fi) <= 0):
-        i = int(np.nonzero(np.diff(fi) <= 0)[0][0])
+    if n > 1 and np.any(np.diff(fi) == 0):
+        dup = np.unique(fi[1:][np.diff(fi) == 0])
+        problems.append(
+            f"{where}/frame_index: frame {int(dup[0])} appears more than once "
+            f"({len(dup)} repeated frame numbers)"
+        )
+    if n > 1 and np.any(np.diff(fi) < 0):
+        i = int(np.nonzero(np.diff(fi) < 0)[0][0])
         problems.append(
             f"{where}/frame_index: not sorted and unique (frame {int(fi[i])} then {int(fi[i + 1])})"
         )
