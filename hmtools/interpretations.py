@@ -31,6 +31,11 @@ in one place; datasets, models and the engine import them from here.
    says so.
 9. AQA-7: Split-4 lists, one model per sport class; the mean Spearman rho over classes is
    averaged through Fisher's z (tanh(mean(atanh(rho)))).
+10. Fig. 4's groups (``hmtools stats``): FineDiving splits individual from synchronised diving;
+   the annotations do not say which, the video names do ("...Synchronised...", "...Synchro...").
+   A name without it counts as individual (the MTL-AQA videos inside FineDiving, "01".."26",
+   among them). AQA-7 groups by sport (the first part of its ids); MTL-AQA's annotations name
+   no event, so its videos form one group; folder videos form one group too.
 """
 
 from __future__ import annotations
@@ -170,3 +175,18 @@ def fisher_z_mean(rhos: Sequence[float]) -> float:
     """Average correlation through Fisher's z (item 9)."""
     r = np.clip(np.asarray(rhos, np.float64), -0.999999, 0.999999)
     return float(np.tanh(np.arctanh(r).mean()))
+
+
+# -- 10. Fig. 4 groups -----------------------------------------------------------------------
+def event_group(video_id: Sequence[str | int], action_type: str = "") -> str:
+    """The group of Fig. 4 a video's masks count in (item 10)."""
+    first = video_id[0]
+    if len(video_id) == 2 and isinstance(first, str) and isinstance(video_id[1], int):
+        from hmtools.datasets.records import AQA7_CLASSES
+
+        if first in AQA7_CLASSES:
+            return first
+        return "synchronised" if "synchro" in first.lower() else "individual"
+    if len(video_id) == 2 and isinstance(first, int):
+        return "mtl-aqa (no event in the annotations)"
+    return "all"

@@ -86,7 +86,7 @@ def run_demo(
         f"  GTM: rho {report['gtm']['test_spearman_rho']:.3f}, R-l2 "
         f"{report['gtm']['test_rl2_x100']:.3f}   PM: rho {report['pm']['test_spearman_rho']:.3f},"
         f" R-l2 {report['pm']['test_rl2_x100']:.3f}   mask IoU pm vs gtm "
-        f"{report['mask_iou_pm_vs_gtm']:.3f}"
+        f"{report['mask_iou_pm_vs_gtm']:.3f} (frames with an athlete)"
     )
     d = report.get("gtm_minus_pm_rho")
     if d:

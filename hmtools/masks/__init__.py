@@ -31,9 +31,13 @@ API (``from hmtools.masks import ...``):
     summarize_store(path)            counts, frames with both layers, bytes per mask
     video_key(id) / video_id_from_key(key)   reversible HDF5 name of a dataset sample id
     rle.encode / decode / area / bbox / iou / union   helpers over pycocotools.mask
+    agreement.layer_agreement(path) / summarize(rows)   pm vs gtm per frame: IoU, DAVIS
+                                     boundary F, misses, false alarms (what `stats` reports)
+    FrameLocator(frames_root)        a stored video's frame file by number, any extension
 """
 
 from hmtools.masks import rle
+from hmtools.masks.frames import FrameLocator
 from hmtools.masks.io import (
     DEFAULT_THRESHOLD,
     PackReport,
@@ -47,7 +51,6 @@ from hmtools.masks.io import (
 from hmtools.masks.merge import (
     StoreSummary,
     format_summary,
-    mean_layer_iou,
     merge_stores,
     summarize_store,
 )
@@ -89,7 +92,6 @@ __all__ = [
     "VideoInfo",
     "format_summary",
     "format_video_id",
-    "mean_layer_iou",
     "merge_stores",
     "normalize_video_id",
     "pack_coco",
@@ -97,6 +99,7 @@ __all__ = [
     "parse_video_id_arg",
     "read_mask_image",
     "rle",
+    "FrameLocator",
     "summarize_store",
     "to_coco",
     "unpack_coco",

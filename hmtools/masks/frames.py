@@ -153,3 +153,66 @@ def scan_tree(root: str | os.PathLike, layout: str = "auto") -> list[FrameFolder
             raise InputError(f"{root / Path(*rel)}: {e}") from None
         out.append(FrameFolder(vid, root / Path(*rel), imgs, nums))
     return out
+
+
+class FrameLocator:
+    """Finds the frame image of a stored video by its number under a frames root, whatever the
+    file's extension and zero padding (``00489.jpg``, ``489.png``, ``img_489.jpeg``).
+
+    The video's folder is the first that exists of: ``ROOT/<frames_dir>`` (the store's attribute,
+    relative to the frames root as ``pseudo-mask`` writes it), the same without a leading
+    component named like ROOT (``hmtools synth`` writes ``frames/<name>/<clip>`` relative to the
+    dataset folder), and ``ROOT/<id parts>`` (``name/clip``, the FineDiving layout)."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise InputError(f"{self.root}: frames root is not a folder")
+        self._index: dict[Path, dict[int, list[Path]]] = {}
+
+    def folder(self, video_id: VideoId, frames_dir: object = None) -> Path:
+        tried = []
+        rel = str(frames_dir) if frames_dir else ""
+        if rel and not rel.startswith("missing"):
+            tried.append(self.root / rel)
+            parts = Path(rel).parts
+            if len(parts) > 1 and parts[0] == self.root.name:
+                tried.append(self.root.joinpath(*parts[1:]))
+        tried.append(self.root.joinpath(*[str(p) for p in video_id]))
+        for d in tried:
+            if d.is_dir():
+                return d
+        raise InputError(
+            f"video {'/'.join(map(str, video_id))}: no frame folder under {self.root} "
+            f"(looked for {', '.join(str(d) for d in dict.fromkeys(tried))})"
+        )
+
+    def _numbers(self, folder: Path) -> dict[int, list[Path]]:
+        idx = self._index.get(folder)
+        if idx is None:
+            idx = {}
+            imgs = list_images(folder)
+            if any(_DIGITS.search(p.stem) is None for p in imgs):
+                for k, p in enumerate(imgs):  # no digits somewhere: sorted position (module doc)
+                    idx[k] = [p]
+            else:
+                for p in imgs:
+                    idx.setdefault(int(_DIGITS.search(p.stem).group(1)), []).append(p)
+            self._index[folder] = idx
+        return idx
+
+    def frame(self, video_id: VideoId, frame: int, frames_dir: object = None) -> Path:
+        """The file of ``frame``; :class:`InputError` when no file or several have that number."""
+        folder = self.folder(video_id, frames_dir)
+        hits = self._numbers(folder).get(int(frame), [])
+        if not hits:
+            raise InputError(
+                f"video {'/'.join(map(str, video_id))} frame {frame}: no image numbered {frame} "
+                f"in {folder}"
+            )
+        if len(hits) > 1:
+            raise InputError(
+                f"video {'/'.join(map(str, video_id))} frame {frame}: several images have that "
+                f"number in {folder} ({', '.join(p.name for p in hits)})"
+            )
+        return hits[0]

@@ -188,20 +188,3 @@ def format_summary(s: StoreSummary) -> str:
             + (" ..." if len(s.action_types) > 10 else "")
         )
     return "\n".join(lines)
-
-
-def mean_layer_iou(
-    path: str | os.PathLike, a: str = LAYER_PM, b: str = LAYER_GTM
-) -> tuple[float, int]:
-    """Mean IoU between layers ``a`` and ``b`` over every frame that has both, computed on the
-    RLEs; returns ``(mean IoU, frames)`` (NaN, 0 when no frame has both)."""
-    total, n = 0.0, 0
-    with MaskStore(path) as store:
-        for info in store.videos():
-            if a not in info.layers or b not in info.layers:
-                continue
-            da, db = store.read_layer(info.video_id, a), store.read_layer(info.video_id, b)
-            _, iou = da.iou_with(db, info.height, info.width)
-            total += float(iou.sum())
-            n += len(iou)
-    return (total / n if n else float("nan")), n
