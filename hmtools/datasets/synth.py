@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import multiprocessing
 import os
 import pickle
 import shutil
@@ -545,7 +546,11 @@ def generate(
         workers = workers or min(len(specs), os.cpu_count() or 1)
         jobs = [(s, tmp / "frames", height) for s in specs]
         if workers > 1:
-            with ProcessPoolExecutor(workers) as ex:
+            # spawned, not forked: a fork copies whatever native state the parent holds (a
+            # LiteRT interpreter's destructor crashed a forked child)
+            with ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("spawn")
+            ) as ex:
                 results = list(
                     tqdm(
                         ex.map(_render_to_disk, jobs),

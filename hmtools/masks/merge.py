@@ -25,11 +25,12 @@ def _combine_layer(where: str, parts: list[tuple[Path, LayerData]]) -> LayerData
     }
     rles = [r for _, d in parts for r in d.rles]
     src = [p for p, d in parts for _ in range(len(d))]
+    part = [k for k, (_, d) in enumerate(parts) for _ in range(len(d))]
     keep: list[int] = []
     for k in np.argsort(cat["frame_index"], kind="stable").tolist():
         if keep and cat["frame_index"][keep[-1]] == cat["frame_index"][k]:
             j = keep[-1]
-            if src[j] == src[k]:  # one store holding a frame twice: damaged, not a conflict
+            if part[j] == part[k]:  # one store holding a frame twice: damaged, not a conflict
                 raise InputError(
                     f"{src[k]}: {where} holds frame {int(cat['frame_index'][k])} twice (the "
                     "store violates the schema: `hmtools validate` lists its problems)"
