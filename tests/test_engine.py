@@ -150,6 +150,10 @@ def test_nan_loss_names_step_and_videos(synth_small, tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_ddp_two_processes_match_one(synth_small, tmp_path):
+    # the SVE's batch-statistics BatchNorm is per process on CPU (SyncBatchNorm needs GPUs):
+    # frozen, a DDP step must equal one process with the global batch exactly
+    yaml_cfg = tmp_path / "tiny_frozen_bn.yaml"
+    yaml_cfg.write_text("base: tiny\nsve_bn: frozen\n")
     common = [
         "--dataset",
         "finediving",
@@ -160,7 +164,7 @@ def test_ddp_two_processes_match_one(synth_small, tmp_path):
         "--masks-file",
         str(synth_small / "Synth-HM.h5"),
         "--config",
-        "tiny",
+        str(yaml_cfg),
         "--epochs",
         "1",
         "--batch-size",

@@ -251,9 +251,10 @@ def test_from_scratch_features_do_not_vanish_under_frozen_batchnorm():
 
 
 def test_small_config_freezes_the_prefix_and_its_cached_path_is_the_same_model():
-    """``small``: I3D Stages 1-3 frozen (SAP after Stage 3), Stage 4 trainable; encoding from a
-    precomputed prefix gives exactly what encoding the video gives, and so does a training
-    forward with prefixes (what the engine's prefix cache relies on)."""
+    """``small``: I3D frozen up to the 14 x 14 part of Stage 3, the 7 x 7 part (mixed_4b..4f)
+    and Stage 4 trainable, SAP after Stage 3; encoding from a precomputed prefix gives exactly
+    what encoding the video gives, and so does a training forward with prefixes (what the
+    engine's prefix cache relies on); L_A alone reaches real I3D parameters."""
     from hmtools.interpretations import mask_target
     from hmtools.models import Prefix
 
@@ -261,7 +262,11 @@ def test_small_config_freezes_the_prefix_and_its_cached_path_is_the_same_model()
     model, _ = build_model("small")
     cfg = model.cfg
     assert cfg.prefix_frozen and cfg.sap_stage == "stage3" and cfg.i3d_width == 1.0
-    assert not any(p.requires_grad for p in model.i3d.mixed_4f.parameters())
+    assert not any(p.requires_grad for p in model.i3d.mixed_3c.parameters())
+    assert model.cfg.cached_modules == 8  # up to maxPool3d_4a_3x3
+    assert all(
+        p.requires_grad for n, p in model.i3d.mixed_4b.named_parameters() if "batch" not in n
+    )
     assert all(
         p.requires_grad for n, p in model.i3d.mixed_5c.named_parameters() if "batch" not in n
     )
@@ -287,6 +292,10 @@ def test_small_config_freezes_the_prefix_and_its_cached_path_is_the_same_model()
     out_p = model(pq, pz, *y, **kw)
     for k in ("loss", "loss_a", "loss_t", "loss_e"):
         torch.testing.assert_close(out_v[k], out_p[k], rtol=1e-4, atol=1e-5)
+    out_p["loss_a"].backward(retain_graph=True)  # the mask loss alone shapes Stage 3's top
+    g = model.i3d.mixed_4f.branch_0.conv3d.weight.grad
+    assert g is not None and g.abs().sum() > 0
+    assert model.i3d.mixed_5c.branch_0.conv3d.weight.grad is None
     out_p["loss"].backward()
     assert model.i3d.mixed_5c.branch_0.conv3d.weight.grad is not None
     assert model.sap.f_a.weight.grad is not None

@@ -1,8 +1,9 @@
 """Frozen-prefix cache: train on clips whose frozen I3D part was computed once.
 
-With ``ModelConfig.prefix_frozen`` (every I3D stage before the SAP frozen, as in the ``small``
-config) the prefix of a clip -- I3D up to the SAP stage and the SVE's central frames -- depends
-only on the clip's augmentation, not on the training. ``TrainConfig.cache_views = K`` gives each
+With ``ModelConfig.prefix_frozen`` (part of the I3D below the SAP frozen: in the ``small``
+config Stages 1-2 and the 14 x 14 part of Stage 3) the prefix of a clip -- the frozen I3D modules'
+output and the SVE's central frames -- depends only on the clip's augmentation, not on the
+training. ``TrainConfig.cache_views = K`` gives each
 training clip K fixed augmented views (view ``v`` = the augmentation the clip would get in epoch
 ``v``: crop, flip, temporal shift); epoch ``e`` uses view ``e mod K`` while the exemplar pairing
 still changes every epoch. A view is computed the first time it is needed (so a resumed run
@@ -10,9 +11,9 @@ rebuilds what it uses) and kept in memory; test-time (centre-crop) prefixes are 
 way for every evaluation. Results equal the uncached model on the same views: the cache only
 skips recomputing a function of fixed weights.
 
-The win on CPU: the frozen Stages 1-3 are 97 % of the small config's I3D forward, so after the
-first K epochs an epoch costs the SAP, Stage 4, SVE, TAP and FineReg only
-(``benchmarks/train_step.py`` measures it).
+The win on CPU: the frozen part is ~71 % of the small config's I3D forward (and needs no
+backward), so after the first K epochs an epoch costs the trainable 7 x 7 part of Stage 3, the
+SAP, Stage 4, SVE, TAP and FineReg (``benchmarks/train_step.py`` measures it).
 """
 
 from __future__ import annotations
@@ -43,9 +44,9 @@ class PrefixCache:
     ):
         if not model.cfg.prefix_frozen:
             raise InputError(
-                f"config {model.cfg.name!r}: caching needs every I3D stage before the SAP "
-                f"({model.cfg.sap_stage}) frozen (frozen_stages >= {model.cfg.sap_index}); "
-                f"it has frozen_stages={model.cfg.frozen_stages}"
+                f"config {model.cfg.name!r}: caching needs the I3D frozen below the SAP "
+                f"({model.cfg.sap_stage}); it freezes nothing there (frozen_until="
+                f"{model.cfg.frozen_until!r})"
             )
         if views < 1:
             raise ValueError("views must be at least 1")
@@ -76,7 +77,7 @@ class PrefixCache:
                 view,
                 format_video_id(self.clips.samples[i].id),
                 repr(self.clips.cfg),
-                (c.sap_stage, c.i3d_width, c.use_sve),
+                (c.cached_modules, c.i3d_width, c.use_sve),
             )
             prefix = self.shared.get(skey)
             it = self.clips.item(i, video=prefix is None)  # frames only to compute a prefix

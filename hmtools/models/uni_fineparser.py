@@ -10,7 +10,6 @@ both for a training pair and returns the prediction and the losses of Eq. 8.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -19,7 +18,7 @@ from torch import nn
 
 from hmtools.models.config import ModelConfig
 from hmtools.models.finereg import FineReg
-from hmtools.models.i3d import STAGES, InceptionI3d
+from hmtools.models.i3d import MODULES, InceptionI3d
 from hmtools.models.losses import attention_loss, score_loss, temporal_loss
 from hmtools.models.sap import MaskGuidedAttention
 from hmtools.models.sve import StaticVisualEncoder
@@ -74,28 +73,46 @@ class UniFineParser(nn.Module):
             self.tap = None
             d = c4
         self.finereg = FineReg(d, cfg.enc_dims, cfg.reg_dims)
+        # pre-norm of the TAP's input X^F and of FineReg's input X^T (SPEC.md: measured)
+        self.norm_f = nn.LayerNorm(c4) if cfg.feature_norm else nn.Identity()
+        self.norm_t = nn.LayerNorm(d) if cfg.feature_norm else nn.Identity()
+        if cfg.sve_bn not in ("batch", "frozen"):
+            raise ValueError(f"sve_bn must be batch or frozen, not {cfg.sve_bn!r}")
+        _ = cfg.frozen_modules  # checks frozen_until
         if cfg.freeze_bn:
             self.freeze_batchnorm()
-        if not 0 <= cfg.frozen_stages <= len(STAGES):
-            raise ValueError(f"frozen_stages must be 0..{len(STAGES)}, not {cfg.frozen_stages}")
         for m in self._frozen_modules():
             m.requires_grad_(False)
 
+    def _frozen_bn(self) -> list[nn.Module]:
+        """The BatchNorms kept in eval mode: I3D's (``freeze_bn``) and the SVE's with
+        ``sve_bn="frozen"``."""
+        mods: list[nn.Module] = []
+        if self.cfg.freeze_bn:
+            mods.append(self.i3d)
+        if self.sve is not None and self.cfg.sve_bn == "frozen":
+            mods.append(self.sve)
+        return [
+            m
+            for root in mods
+            for m in root.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        ]
+
     def freeze_batchnorm(self) -> None:
-        """Every BatchNorm (I3D and SVE) in eval mode with frozen affine parameters: batches of
-        2 cannot estimate statistics, and frozen BN makes a DDP step equal to the same global
-        batch in one process."""
-        for m in self.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.eval()
-                for p in m.parameters():
-                    p.requires_grad_(False)
+        """I3D's BatchNorms (and the SVE's with ``sve_bn="frozen"``) in eval mode with frozen
+        affine parameters: batches of 2 videos cannot estimate I3D's statistics, and frozen BN
+        makes a DDP step equal to the same global batch in one process. The SVE's BatchNorm
+        (``sve_bn="batch"``, the official code's) normalises over the batch's 2 x N x B frames."""
+        for m in self._frozen_bn():
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad_(False)
 
     def train(self, mode: bool = True) -> UniFineParser:
         super().train(mode)
-        if self.cfg.freeze_bn:
-            self.freeze_batchnorm()
-        for m in self._frozen_modules():  # frozen stages never change
+        self.freeze_batchnorm()
+        for m in self._frozen_modules():  # frozen modules never change
             m.eval()
         return self
 
@@ -112,23 +129,19 @@ class UniFineParser(nn.Module):
         return sn.flatten(0, 1)
 
     def _frozen_modules(self) -> list[nn.Module]:
-        """The I3D modules of Stages 1..``frozen_stages``."""
-        stages = list(STAGES)[: self.cfg.frozen_stages]
-        return [getattr(self.i3d, name) for st in stages for name in STAGES[st]]
-
-    def _split(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        stages = tuple(STAGES)
-        k = self.cfg.sap_index
-        return stages[:k], stages[k:]
+        """The I3D modules up to ``frozen_until``."""
+        return [getattr(self.i3d, name) for name in MODULES[: self.cfg.frozen_modules]]
 
     def encode_prefix(self, video: torch.Tensor) -> Prefix:
-        """I3D up to the SAP stage and the SVE's frames for ``[B, 3, L, H, W]`` videos; without
-        gradient when that part is frozen."""
+        """The frozen I3D modules below the SAP (``ModelConfig.cached_modules``; none: the
+        snippets themselves) and the SVE's frames, for ``[B, 3, L, H, W]`` videos."""
         x = self.snippets(video)
-        before, _ = self._split()
-        frozen = self.cfg.prefix_frozen
-        with torch.no_grad() if frozen else contextlib.nullcontext():
-            h = self.i3d.run(x, before)
+        k = self.cfg.cached_modules
+        if k:
+            with torch.no_grad():
+                h = self.i3d.run_modules(x, 0, k)
+        else:
+            h = x
         frames = StaticVisualEncoder.central_frames(x) if self.sve is not None else None
         return Prefix(h, frames)
 
@@ -139,23 +152,24 @@ class UniFineParser(nn.Module):
             if video is None:
                 raise ValueError("encode needs a video or a prefix")
             prefix = self.encode_prefix(video)
-        h = prefix.features
+        h = self.i3d.run_modules(prefix.features, c.cached_modules, c.sap_after)
         b = h.shape[0] // c.num_snippets
         spatial = None
         if self.sap is not None:
             h, a = self.sap(h)  # Eqs. 2, 5
             spatial = a.view(b, c.num_snippets, *a.shape[1:])
-        h = self.i3d.run(h, self._split()[1])
+        h = self.i3d.run_modules(h, c.sap_after, len(MODULES))
         feat = h.mean(dim=(2, 3, 4)).view(b, c.num_snippets, -1)  # B_4^A(X_i), [B, N, C4]
         if self.sve is not None:
             if prefix.frames is None:
                 raise ValueError("this model has an SVE: the prefix needs its frames")
             # X^F = B_4^A + X^V
             feat = feat + self.sve.forward_frames(prefix.frames).view(b, c.num_snippets, -1)
+        feat = self.norm_f(feat)
         if self.tap is not None:
             steps, a1, a2 = self.tap(feat)
-            return Encoded(steps, a1, a2, spatial)
-        return Encoded(feat.mean(1, keepdim=True), None, None, spatial)
+            return Encoded(self.norm_t(steps), a1, a2, spatial)
+        return Encoded(self.norm_t(feat.mean(1, keepdim=True)), None, None, spatial)
 
     def regress(
         self, q: Encoded | torch.Tensor, z: Encoded | torch.Tensor, y_exemplar: torch.Tensor
@@ -176,10 +190,13 @@ class UniFineParser(nn.Module):
         *,
         masks: tuple[torch.Tensor, torch.Tensor] | None = None,
         soft_labels: tuple[torch.Tensor, torch.Tensor] | None = None,
+        symmetric: bool = False,
     ) -> dict[str, torch.Tensor]:
         """Encode both videos in one batch, regress, and return ``pred`` plus the losses
         (Eq. 8) whose targets were given: ``loss_a`` (masks, Eq. 4), ``loss_t`` (soft labels,
-        Eq. 6), ``loss_e`` (y_query, Eq. 9) and their sum ``loss``. ``query`` / ``exemplar``
+        Eq. 6), ``loss_e`` (y_query, Eq. 9) and their sum ``loss``. ``symmetric``: ``loss_e``
+        is the mean of Eq. 9 for (query, exemplar) and for the reversed pair (exemplar, query)
+        predicting the exemplar's score. ``query`` / ``exemplar``
         are videos ``[B, 3, L, H, W]`` or their :class:`Prefix` (same result, see ``encode``)."""
         b = y_exemplar.shape[0]
         if isinstance(query, Prefix):  # cached prefixes (hmtools.engine.cache)
@@ -194,6 +211,8 @@ class UniFineParser(nn.Module):
         ze = Encoded(enc.steps[b:], None, None, None)
         pred, deltas = self.regress(qe, ze, y_exemplar)
         out: dict[str, torch.Tensor] = {"pred": pred, "deltas": deltas}
+        if symmetric and y_query is not None:  # the pair in both orders (the official code's)
+            out["pred_reverse"], _ = self.regress(ze, qe, y_query)
         total = pred.new_zeros(())
         if masks is not None and enc.spatial is not None and self.cfg.use_mask_loss:
             out["loss_a"] = attention_loss(enc.spatial, torch.cat(masks, 0))
@@ -202,7 +221,9 @@ class UniFineParser(nn.Module):
             out["loss_t"] = temporal_loss(enc.a1, enc.a2, torch.cat(soft_labels, 0))
             total = total + out["loss_t"]
         if y_query is not None:
-            out["loss_e"] = score_loss(pred, y_query)
+            out["loss_e"] = score_loss(pred, y_query)  # Eq. 9
+            if "pred_reverse" in out:  # Eq. 9 on both orders, averaged
+                out["loss_e"] = 0.5 * (out["loss_e"] + score_loss(out["pred_reverse"], y_exemplar))
             total = total + out["loss_e"]
         out["loss"] = total
         return out
@@ -214,17 +235,20 @@ class UniFineParser(nn.Module):
             m = getattr(self, name)
             if m is not None:
                 parts[name] = m
+        if self.cfg.feature_norm:
+            parts["feature_norm"] = nn.ModuleList([self.norm_f, self.norm_t])
         return parts
 
-    def param_groups(self, lr: float, backbone_lr_mult: float, tau_lr: float) -> list[dict]:
-        """Optimizer groups as the paper trains: I3D at lr x 0.1, the TAP temperatures at their
-        own lr, everything else at lr. Frozen parameters are left out."""
+    def param_groups(self, lr: float, backbone_lr: float, tau_lr: float) -> list[dict]:
+        """Optimizer groups as the paper trains: I3D at ``backbone_lr`` (1e-4), the TAP
+        temperatures at their own lr, everything else at ``lr``. Frozen parameters are left
+        out."""
         taus = {id(p) for p in (self.tap.temperatures() if self.tap else [])}
         backbone = [p for p in self.i3d.parameters() if p.requires_grad]
         ids = {id(p) for p in backbone} | taus
         rest = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
         groups = [
-            {"params": backbone, "lr": lr * backbone_lr_mult, "name": "i3d"},
+            {"params": backbone, "lr": backbone_lr, "name": "i3d"},
             {"params": rest, "lr": lr, "name": "heads"},
         ]
         if taus:

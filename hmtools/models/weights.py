@@ -208,25 +208,70 @@ def load_i3d(module: nn.Module, source: str | os.PathLike) -> LoadReport:
     """Load Kinetics I3D weights into an :class:`~hmtools.models.i3d.InceptionI3d`."""
     sd, layout, path = read_i3d_state_dict(source)
     rep = load_into(module, sd, path, layout, ignore=("conv3d_0c_1x1.",))
-    log.info("I3D weights: %s", rep.summary())
+    log.debug("I3D weights: %s", rep.summary())  # the caller reports it once (train logs it)
     return rep
+
+
+IMAGENET = "imagenet"
+
+
+def imagenet_resnet34_state_dict() -> tuple[dict[str, torch.Tensor], str]:
+    """torchvision's ImageNet ResNet34 (``ResNet34_Weights.IMAGENET1K_V1``) through its own
+    weights API: read from the torch hub cache, downloaded there once when the machine can reach
+    download.pytorch.org. Where it cannot, :class:`InputError` says how to pass a file instead."""
+    from torchvision.models import ResNet34_Weights
+
+    w = ResNet34_Weights.IMAGENET1K_V1
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(w.url).name
+    try:
+        return w.get_state_dict(progress=False, check_hash=True), str(cached)
+    except Exception as e:  # URLError, HTTPError, socket errors, a hash mismatch ...
+        raise InputError(
+            f"cannot get torchvision's ImageNet ResNet34 weights ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else 'no network'}); download {w.url} on a "
+            f"machine that can and pass --resnet-weights <that file> (or copy it to {cached}), "
+            "or pass --resnet-weights none to train the SVE from scratch"
+        ) from None
 
 
 def load_resnet(module: nn.Module, source: str | os.PathLike) -> LoadReport:
-    """Load a torchvision ResNet34 state dict (``fc.*`` dropped) into the SVE backbone."""
-    path = Path(source)
-    if not path.exists():
-        raise InputError(f"{path}: no such weights file")
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise InputError(f"{path}: not a PyTorch weights file ({str(e).splitlines()[0]})") from None
-    if not isinstance(sd, dict):
-        raise InputError(f"{path}: expected a state dict")
+    """Load ResNet34 weights (``fc.*`` dropped) into the SVE backbone: ``"imagenet"``
+    (:func:`imagenet_resnet34_state_dict`) or a torchvision state-dict file."""
+    if str(source) == IMAGENET:
+        sd, where = imagenet_resnet34_state_dict()
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise InputError(f"{path}: no such weights file")
+        try:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise InputError(
+                f"{path}: not a PyTorch weights file ({str(e).splitlines()[0]})"
+            ) from None
+        if not isinstance(sd, dict):
+            raise InputError(f"{path}: expected a state dict")
+        where = str(path)
     sd = {k.removeprefix("module."): v for k, v in sd.items()}
-    rep = load_into(module, sd, str(path), "torchvision resnet", ignore=("fc.",))
-    log.info("ResNet weights: %s", rep.summary())
+    rep = load_into(module, sd, where, "torchvision resnet", ignore=("fc.",))
+    log.debug("ResNet weights: %s", rep.summary())
     return rep
+
+
+def resolve_resnet_weights(spec: str | os.PathLike | None, sve_arch: str | None) -> str | None:
+    """What to load into the SVE: ``auto`` -> ``imagenet`` for a ResNet34 SVE (the paper's:
+    ImageNet-pretrained), nothing for the small configs' narrower ResNets (no pretrained
+    weights fit them); ``none`` -> nothing; else ``imagenet`` or a file."""
+    if spec in (None, "", "none") or sve_arch is None:
+        return None
+    if str(spec) == "auto":
+        return IMAGENET if sve_arch == "resnet34" else None
+    if sve_arch != "resnet34":
+        raise InputError(
+            f"--resnet-weights {spec}: the config's SVE is {sve_arch!r}, not a ResNet34; "
+            "pretrained ResNet34 weights do not fit it (use --resnet-weights none)"
+        )
+    return str(spec)
 
 
 def save_i3d(path: str | os.PathLike, sd: dict[str, torch.Tensor]) -> Path:

@@ -1,0 +1,227 @@
+"""Does Uni-FineParser (small config) learn, and do its masks matter? Held-out synthetic sets.
+
+Per data seed: ``hmtools synth`` (``--videos`` clips, ``--test-share`` of each dive number's
+clips held out: 300 x 0.55 gives ~166 test clips), weight-free pseudo masks (``pm``, as the demo
+makes them), then on the same split:
+
+- the exemplar-mean baseline (every offset 0) and a ridge probe on the frozen Kinetics features
+  (the best linear read-out of the backbone, ``benchmarks/feature_probe.py``): the ceiling a
+  fine-tuned model should at least reach;
+- the small config trained with ``gtm`` masks, ``pm`` masks, no mask loss (L_A off), and the
+  ``gtm`` masks shuffled between videos (each video supervised by another video's masks,
+  stretched to its length): does the mask make a difference, and which way?
+
+For each run: the final epoch's test Spearman rho, its gain over the exemplar means with a 95 %
+paired bootstrap interval over the test clips, the Spearman rho of the predicted offset
+(predicted - exemplar mean) against the true one, and seconds per epoch and in all. All runs of
+a seed share one frozen-prefix cache (computed once). Prints one table; writes
+``<work>/learning.json``.
+
+Usage: python benchmarks/learning.py [--seeds 1 2 3] [--videos 300] [--test-share 0.55]
+       [--epochs 20] [--variants gtm pm nomask shuffled] [--work DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from feature_probe import encode, ridge  # noqa: E402
+
+from hmtools.annotation.pseudo_mask import run_pseudo_mask  # noqa: E402
+from hmtools.annotation.segmenters import default_weight_free, make_segmenter  # noqa: E402
+from hmtools.datasets.synth import generate  # noqa: E402
+from hmtools.engine import TrainConfig, train  # noqa: E402
+from hmtools.engine.evaluate import rho_interval  # noqa: E402
+from hmtools.engine.train import load_data  # noqa: E402
+from hmtools.masks import LayerData, MaskStore, StoreWriter, merge_stores  # noqa: E402
+from hmtools.models.build import build_model  # noqa: E402
+from hmtools.models.weights import KINETICS400  # noqa: E402
+
+VARIANTS = {
+    "gtm": dict(masks="gtm"),
+    "pm": dict(masks="pm"),
+    "nomask": dict(masks="gtm", model_overrides={"use_mask_loss": False}),
+    "shuffled": dict(masks="shuffled"),
+}
+
+
+def prepare(root: Path, videos: int, seed: int, test_share: float, height: int) -> Path:
+    """The dataset, its pseudo masks and a store with gtm, pm and shuffled layers (reused)."""
+    store = root / "masks.h5"
+    if store.exists():
+        return store
+    if not (root / "Synth-HM.h5").exists():
+        generate(root, videos, seed, height=height, test_share=test_share, progress=False)
+    pm = root / "pm.h5"
+    if not pm.exists():
+        t0 = time.perf_counter()
+        run_pseudo_mask(
+            root / "frames",
+            pm,
+            make_segmenter(default_weight_free()),
+            dataset="finediving",
+            annotations=root / "Annotations",
+            overwrite=True,
+            progress=False,
+        )
+        print(f"  seed {seed}: pseudo masks in {time.perf_counter() - t0:.0f} s", flush=True)
+    both = root / "both.h5"
+    merge_stores([root / "Synth-HM.h5", pm], both, overwrite=True, progress=False)
+    rng = np.random.default_rng(seed)
+    with MaskStore(both) as src, StoreWriter(store, name="learning") as w:
+        infos = [i for i in src.videos() if "gtm" in i.layers]
+        perm = rng.permutation(len(infos))
+        while len(infos) > 1 and np.any(perm == np.arange(len(infos))):  # nobody keeps its own
+            perm = rng.permutation(len(infos))
+        for k, info in enumerate(infos):
+            w.add_video(
+                info.video_id,
+                height=info.height,
+                width=info.width,
+                num_frames=info.num_frames,
+                action_type=info.action_type,
+                **info.attrs,
+            )
+            for layer in info.layers:
+                w.write_layer(info.video_id, layer, src.read_layer(info.video_id, layer))
+            other = src.read_layer(infos[perm[k]].video_id, "gtm")
+            own = src.read_layer(info.video_id, "gtm").frame_index
+            pick = np.round(np.linspace(0, len(other) - 1, len(own))).astype(int)
+            masks = other.decode(info.height, info.width)[pick]
+            w.write_layer(info.video_id, "shuffled", LayerData.from_masks(own, masks, None, 3))
+    return store
+
+
+def ridge_probe(root: Path) -> dict:
+    """Exemplar mean + ridge on the frozen Kinetics Stage-4 features (centre crops)."""
+    model, _ = build_model("small", i3d_weights=KINETICS400, use_sve=False)
+    model.eval()
+    cfg = TrainConfig(
+        dataset="finediving",
+        data_root=str(root / "frames"),
+        annotations=str(root / "Annotations"),
+        masks_file=str(root / "Synth-HM.h5"),
+        model="small",
+    )
+    data = load_data(cfg, model)
+    f_tr = encode(model, data.train, data.clip_cfg, root / "Synth-HM.h5")[0]
+    f_te = encode(model, data.test, data.clip_cfg, root / "Synth-HM.h5")[0]
+    by_type: dict[str, list[float]] = {}
+    for s in data.train:
+        by_type.setdefault(s.action_type, []).append(s.final_score)
+    base_te = np.array([np.mean(by_type[s.action_type]) for s in data.test])
+    base_tr = np.array([np.mean(by_type[s.action_type]) for s in data.train])
+    y_tr = np.array([s.final_score for s in data.train])
+    y_te = np.array([s.final_score for s in data.test])
+    off = ridge(f_tr, y_tr - base_tr, f_te)
+    pred = base_te + off
+    g = rho_interval(y_te, pred, base_te)
+    return {
+        "train": len(data.train),
+        "test": len(data.test),
+        "rho": float(spearmanr(y_te, pred).statistic),
+        "exemplar_mean_rho": float(spearmanr(y_te, base_te).statistic),
+        "gain": g["estimate"],
+        "gain_ci": g["ci"],
+        "offset_rho": float(spearmanr(y_te - base_te, off).statistic),
+    }
+
+
+def run_variant(root: Path, store: Path, name: str, epochs: int, prefixes: dict) -> dict:
+    out = root / "runs" / name
+    cfg = TrainConfig(
+        dataset="finediving",
+        data_root=str(root / "frames"),
+        annotations=str(root / "Annotations"),
+        masks_file=str(store),
+        model="small",
+        epochs=epochs,
+        warmup_epochs=1,
+        lr=3e-4,
+        workers=0,
+        out=str(out),
+        **VARIANTS[name],
+    )
+    t0 = time.perf_counter()
+    res = train(cfg, progress=False, resume=(out / "last.pt").exists(), prefix_store=prefixes)
+    total = time.perf_counter() - t0
+    p = pd.read_csv(out / "predictions_last.csv")
+    t, y, b = p["true"].to_numpy(), p["predicted"].to_numpy(), p["exemplar_mean"].to_numpy()
+    g = rho_interval(t, y, b)
+    secs = [h["seconds"] for h in res.history]
+    return {
+        "rho": float(spearmanr(t, y).statistic),
+        "exemplar_mean_rho": float(spearmanr(t, b).statistic),
+        "gain": g["estimate"],
+        "gain_ci": g["ci"],
+        "offset_rho": float(spearmanr(t - b, y - b).statistic),
+        "offset_std": float((y - b).std()),
+        "seconds_per_epoch": float(np.median(secs)),
+        "first_epoch_seconds": float(secs[0]),
+        "seconds": total,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--videos", type=int, default=300)
+    ap.add_argument("--test-share", type=float, default=0.55)
+    ap.add_argument("--height", type=int, default=128)
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--work", type=Path, default=Path("learning-bench"))
+    args = ap.parse_args()
+    results: dict = {}
+    out_json = args.work / "learning.json"
+    if out_json.exists():
+        results = json.loads(out_json.read_text())
+    for seed in args.seeds:
+        root = args.work / f"seed{seed}"
+        root.mkdir(parents=True, exist_ok=True)
+        store = prepare(root, args.videos, seed, args.test_share, args.height)
+        r = results.setdefault(str(seed), {})
+        if "ridge" not in r:
+            r["ridge"] = ridge_probe(root)
+            out_json.write_text(json.dumps(results, indent=2))
+        prefixes: dict = {}
+        for v in args.variants:
+            if v not in r:
+                r[v] = run_variant(root, store, v, args.epochs, prefixes)
+                out_json.write_text(json.dumps(results, indent=2))
+            print(f"  seed {seed} {v}: {json.dumps(r[v])}", flush=True)
+    print()
+    print(
+        f"{'seed':>4} {'run':<9} {'train/test':>10} {'rho':>6} {'ex.mean':>7} "
+        f"{'gain [95 %]':>22} {'offset rho':>10} {'s/epoch':>8} {'total s':>8}"
+    )
+    for seed in args.seeds:
+        r = results[str(seed)]
+        rid = r["ridge"]
+        for name in ["ridge", *args.variants]:
+            m = r[name]
+            lo, hi = m["gain_ci"]
+            tt = f"{rid['train']}/{rid['test']}" if name == "ridge" else ""
+            secs = (
+                f"{m['seconds_per_epoch']:8.1f} {m['seconds']:8.0f}"
+                if "seconds" in m
+                else f"{'':>8} {'':>8}"
+            )
+            print(
+                f"{seed:>4} {name:<9} {tt:>10} {m['rho']:6.3f} {m['exemplar_mean_rho']:7.3f} "
+                f"{m['gain']:+7.3f} [{lo:+.3f}, {hi:+.3f}] {m['offset_rho']:10.3f} {secs}"
+            )
+    print(f"\nwritten: {out_json}")
+
+
+if __name__ == "__main__":
+    main()
