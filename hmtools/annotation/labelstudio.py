@@ -36,6 +36,7 @@ from hmtools.masks import (
     normalize_video_id,
     rle,
 )
+from hmtools.masks.frames import FrameLocator
 
 log = logging.getLogger(__name__)
 
@@ -161,12 +162,30 @@ class ExportReport:
 def _select_frames(
     store: MaskStore, layer: str, frames: str, max_tasks: int | None
 ) -> list[tuple[object, int, int, float]]:
-    """(info, frame, row, score) to export, lowest confidence first (NaN = lowest)."""
+    """(info, frame, row, score) to export, lowest confidence first (NaN = lowest).
+
+    ``frames``: ``all``, ``low-score``, ``every:K`` or ``queue:FILE`` (exactly the frames a
+    ``hmtools review-queue`` CSV lists; every one must be in the layer)."""
+    queue = None
+    if frames.startswith("queue:"):
+        from hmtools.annotation.review import read_queue
+
+        queue = read_queue(frames.split(":", 1)[1])
     rows = []
     for info, d in store.iter_layer(layer):
+        want = None if queue is None else queue.get(info.name, set())
         for i, (f, s) in enumerate(zip(d.frame_index.tolist(), d.score.tolist(), strict=True)):
-            rows.append((info, f, i, s))
-    if frames.startswith("every:"):
+            if want is None or f in want:
+                rows.append((info, f, i, s))
+    if queue is not None:
+        have = {(r[0].name, r[1]) for r in rows}
+        lost = [(v, f) for v, fs in queue.items() for f in sorted(fs) if (v, f) not in have]
+        if lost:
+            raise InputError(
+                f"{frames[6:]}: {len(lost)} queued frame(s) have no {layer!r} mask in "
+                f"{store.path} (first: video {lost[0][0]} frame {lost[0][1]})"
+            )
+    elif frames.startswith("every:"):
         k = int(frames.split(":", 1)[1])
         if k < 1:
             raise InputError("--frames every:K needs K >= 1")
@@ -174,20 +193,9 @@ def _select_frames(
     elif frames == "low-score":
         rows = [r for r in rows if not (r[3] >= 0.7)]
     elif frames != "all":
-        raise InputError(f"--frames {frames!r}: use all, low-score or every:K")
+        raise InputError(f"--frames {frames!r}: use all, low-score, every:K or queue:FILE")
     rows.sort(key=lambda r: (-1.0 if np.isnan(r[3]) else r[3], r[0].name, r[1]))
     return rows[:max_tasks] if max_tasks else rows
-
-
-def _frame_file(frames_root: Path, info, frame: int) -> Path:
-    pattern = info.attrs.get("frame_pattern") or "{:05d}.jpg"
-    folder = info.attrs.get("frames_dir")
-    base = (
-        frames_root / folder
-        if folder and not str(folder).startswith("missing")
-        else frames_root.joinpath(*[str(p) for p in info.video_id])
-    )
-    return base / str(pattern).format(frame)
 
 
 def ls_export(
@@ -247,13 +255,13 @@ def ls_export(
         sel = _select_frames(store, layer, frames, max_tasks)
         rep.selected = len(sel)
         cache: dict[str, object] = {}
+        locator = FrameLocator(frames_root)
         for info, frame, row, score in sel:
             key = f"{info.key}/{frame}"
             if key in existing:
                 continue
-            img = _frame_file(frames_root, info, frame)
-            if not img.exists():
-                raise InputError(f"video {info.name} frame {frame}: no frame file {img}")
+            # by number, whatever the extension and padding (PNG masks of JPEG frames)
+            img = locator.frame(info.video_id, frame, info.attrs.get("frames_dir"))
             if serve == "local-files":
                 image = f"/data/local-files/?d={img.relative_to(root).as_posix()}"
             else:

@@ -53,6 +53,7 @@ def _register() -> None:
     from hmtools.cli import datasets as _datasets  # noqa: F401
     from hmtools.cli import engine as _engine  # noqa: F401
     from hmtools.cli import models as _models  # noqa: F401
+    from hmtools.cli import review as _review  # noqa: F401
     from hmtools.cli import store as _store  # noqa: F401
 
 

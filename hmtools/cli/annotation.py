@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from hmtools.cli import EXIT_PARTIAL, main
+from hmtools.cli.review import _report, _segmenter, propagation_options
 
 
 @main.command("pseudo-mask", short_help="Pseudo masks (SAM or weight-free + tracker) -> pm layer.")
@@ -232,7 +233,8 @@ _LS_KEY = click.option(
     "frames",
     default="all",
     show_default=True,
-    help="all, low-score (score < 0.7) or every:K (frame numbers divisible by K).",
+    help="all, low-score (score < 0.7), every:K (frame numbers divisible by K) or queue:FILE "
+    "(exactly the frames of a review-queue CSV).",
 )
 @click.option("--max-tasks", type=int, default=None, help="At most this many (lowest scores).")
 @click.option(
@@ -303,8 +305,35 @@ def ls_export_cmd(
     show_default=True,
     help="Which annotation of a task wins.",
 )
+@click.option(
+    "--propagate",
+    "then_propagate",
+    is_flag=True,
+    help="Then carry the imported corrections to the other frames (hmtools propagate, in place).",
+)
+@click.option(
+    "--frames-root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="With --propagate: the frames of the store's videos.",
+)
+@propagation_options
 def ls_import_cmd(
-    store: Path, project: str, url: str | None, api_key: str | None, policy: str
+    store: Path,
+    project: str,
+    url: str | None,
+    api_key: str | None,
+    policy: str,
+    then_propagate: bool,
+    frames_root: Path | None,
+    dataset: str,
+    annotations: Path | None,
+    corrected: str,
+    into: str,
+    segmenter: str | None,
+    sam_checkpoint: Path | None,
+    sam_model: str,
+    device: str,
 ) -> None:
     """Decode the submitted brush masks (pixel-exact) into the gtm layer: origin "accepted"
     when the annotator submitted the prediction unchanged, "corrected" otherwise. Skipped tasks
@@ -313,9 +342,12 @@ def ls_import_cmd(
     \b
     Example:
       hmtools ls-import FineDiving-HM.h5 --project fd-pm
+      hmtools ls-import pm.h5 --project fd-pm --propagate --frames-root frames/
     """
     from hmtools.annotation.labelstudio import ls_import
 
+    if then_propagate and frames_root is None:
+        raise click.UsageError("--propagate needs --frames-root")
     rep = ls_import(store, project, url=url, api_key=api_key, policy=policy)
     click.echo(
         f"imported {rep.imported} masks of {rep.videos} videos into gtm "
@@ -324,6 +356,21 @@ def ls_import_cmd(
     )
     for s in rep.skipped[:20]:
         click.echo(f"  skipped: {s}")
+    if then_propagate:
+        from hmtools.annotation.propagate import run_propagate
+
+        prep = run_propagate(
+            store,
+            frames_root,
+            store,
+            _segmenter(segmenter, sam_checkpoint, sam_model, device),
+            dataset=dataset,
+            annotations=annotations,
+            corrected=corrected,
+            into=into,
+            overwrite=True,
+        )
+        _report(prep)
 
 
 @main.command("ls-status", short_help="Done / remaining / skipped tasks per video.")

@@ -48,11 +48,16 @@ ORIGIN_PSEUDO = 0
 ORIGIN_CORRECTED = 1
 ORIGIN_ACCEPTED = 2
 ORIGIN_GROUND_TRUTH = 3
+#: carried by ``hmtools propagate`` from corrected frames (its score: how far the two
+#: directions agree); added in hmtools 0.2 without a schema version change: readers that do not
+#: know the code only lose its name, and files written before stay valid.
+ORIGIN_PROPAGATED = 4
 ORIGINS: dict[int, str] = {
     ORIGIN_PSEUDO: "pseudo",
     ORIGIN_CORRECTED: "corrected",
     ORIGIN_ACCEPTED: "accepted",
     ORIGIN_GROUND_TRUTH: "ground_truth",
+    ORIGIN_PROPAGATED: "propagated",
 }
 
 #: A video id: the dataset's own sample key as a tuple of str/int components, e.g.
