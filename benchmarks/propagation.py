@@ -183,6 +183,7 @@ def main() -> None:
     for name, rows in results.items():
         for b in budgets:
             r = rows[str(b)]
+
             def cell(k: str, r: dict = r) -> str:
                 return f"{r[k][0]:.3f}/{r[k][1]:.3f}"
 

@@ -75,7 +75,9 @@ class Flow:
     0.96 IoU over 16 frames, against 0.87 at DIS's default half resolution; DAVIS dance-twirl,
     flow alone at 10 %: 0.844 against 0.829), computed on the region around the mask only."""
 
-    def __init__(self, margin: float = 0.5, min_margin: int = 32, consistency: bool = False) -> None:
+    def __init__(
+        self, margin: float = 0.5, min_margin: int = 32, consistency: bool = False
+    ) -> None:
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         self._dis.setFinestScale(0)
         self.margin, self.min_margin, self.consistency = margin, min_margin, consistency
