@@ -54,15 +54,22 @@ VARIANTS = {
 }
 
 
-def prepare(root: Path, videos: int, seed: int, test_share: float, height: int) -> Path:
-    """The dataset, its pseudo masks and a store with gtm, pm and shuffled layers (reused)."""
+def prepare(
+    root: Path, videos: int, seed: int, test_share: float, height: int, need_pm: bool = True
+) -> Path:
+    """The dataset, its pseudo masks (only when ``need_pm``: they take ~25 min for 300 clips on
+    one core) and a store with gtm, shuffled and pm layers (reused)."""
     store = root / "masks.h5"
     if store.exists():
-        return store
+        with MaskStore(store) as st:
+            has_pm = any("pm" in i.layers for i in st.videos())
+        if has_pm or not need_pm:
+            return store
+        store.unlink()
     if not (root / "Synth-HM.h5").exists():
         generate(root, videos, seed, height=height, test_share=test_share, progress=False)
     pm = root / "pm.h5"
-    if not pm.exists():
+    if need_pm and not pm.exists():
         t0 = time.perf_counter()
         run_pseudo_mask(
             root / "frames",
@@ -70,12 +77,13 @@ def prepare(root: Path, videos: int, seed: int, test_share: float, height: int) 
             make_segmenter(default_weight_free()),
             dataset="finediving",
             annotations=root / "Annotations",
-            overwrite=True,
+            resume=(root / "pm.h5.parts").exists(),
             progress=False,
         )
         print(f"  seed {seed}: pseudo masks in {time.perf_counter() - t0:.0f} s", flush=True)
     both = root / "both.h5"
-    merge_stores([root / "Synth-HM.h5", pm], both, overwrite=True, progress=False)
+    inputs = [root / "Synth-HM.h5", *([pm] if pm.exists() else [])]
+    merge_stores(inputs, both, overwrite=True, progress=False)
     rng = np.random.default_rng(seed)
     with MaskStore(both) as src, StoreWriter(store, name="learning") as w:
         infos = [i for i in src.videos() if "gtm" in i.layers]
@@ -188,7 +196,9 @@ def main() -> None:
     for seed in args.seeds:
         root = args.work / f"seed{seed}"
         root.mkdir(parents=True, exist_ok=True)
-        store = prepare(root, args.videos, seed, args.test_share, args.height)
+        store = prepare(
+            root, args.videos, seed, args.test_share, args.height, need_pm="pm" in args.variants
+        )
         r = results.setdefault(str(seed), {})
         if "ridge" not in r:
             r["ridge"] = ridge_probe(root)

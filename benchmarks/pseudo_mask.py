@@ -13,12 +13,17 @@
     weight-free default and for a small random-weight SAM built from segment_anything's modules
     (at 256 px); per frame, the forward pass's and the tracker's milliseconds next to what a
     10 % share outside would leave for everything else;
+(s) SAM 2 (``--segmenter sam2``; needs the [sam2] extra): frames/s of small random-weight SAM 2
+    video predictors built from the sam2 package's tiny config (model sizes 128 and 256 px) on
+    synthetic dives at 256-px height, from the first true box, and the share of wall time
+    outside the model's forward passes (image encoder, track step, memory encoder): frame
+    preparation, state handling, mask resizing and bookkeeping;
 (c) real FineDiving frames (../shared/data/real-diving: three dives, no masks; skipped if absent):
     box IoU of each segmenter's masks with boxes drawn by hand around the diver on every fifth
     frame (tests/data/real_diving_boxes.json), from the automatic athlete finder (no prompts,
     as `hmtools pseudo-mask` runs by default) and from the first hand-drawn box as a prompt.
 
-Usage: python benchmarks/pseudo_mask.py [--videos 8] [--height 256] [--parts abc] [--oracle]
+Usage: python benchmarks/pseudo_mask.py [--videos 8] [--height 256] [--parts abcs] [--oracle]
        [--breakdown] [--speed-videos 3]
 """
 
@@ -225,7 +230,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--videos", type=int, default=8)
     ap.add_argument("--height", type=int, default=256)
-    ap.add_argument("--parts", default="abc", help="which parts to run: any of a, b, c")
+    ap.add_argument("--parts", default="abcs", help="which parts to run: any of a, b, c, s")
     ap.add_argument("--oracle", action="store_true", help="(a) also with the true box per frame")
     ap.add_argument(
         "--breakdown",
@@ -238,8 +243,47 @@ def main() -> None:
         quality(args.videos, args.height, args.oracle, args.breakdown)
     if "b" in args.parts:
         speed(n_videos=args.speed_videos)
+    if "s" in args.parts:
+        sam2_speed(n_videos=args.speed_videos)
     if "c" in args.parts:
         real_diving()
+
+
+def sam2_speed(n_videos: int = 3, repeats: int = 3) -> None:
+    print("\n(s) SAM 2 video predictor (small, random weights): throughput on the CPU")
+    try:
+        from hmtools.annotation.sam2_video import Sam2VideoSegmenter, small_sam2
+    except ImportError as e:
+        print(f"    unavailable: {e}")
+        return
+    root = Path(tempfile.mkdtemp(prefix="hm-pm-sam2-"))
+    generate(root, n_videos, seed=5, height=256, progress=False)
+    videos = []
+    with MaskStore(root / "Synth-HM.h5") as st:
+        for s in load_finediving(root / "Annotations", root / "frames"):
+            frames = [cv2.imread(str(p)) for _, p in s.frame_files()]
+            videos.append((frames, st.read_masks(s.id, "gtm")[1] > 0))
+    for size in (128, 256):
+        pred = small_sam2(size)
+        spans = Spans()
+        for attr in ("forward_image", "track_step", "_run_memory_encoder"):
+            fn = getattr(pred, attr)
+            setattr(pred, attr, lambda *a, _fn=fn, **k: spans._timed(lambda: _fn(*a, **k)))
+        seg = Sam2VideoSegmenter(pred)
+        res = []
+        for _ in range(repeats):
+            spans.spans.clear()
+            t0, n = time.perf_counter(), 0
+            for frames, gt in videos:
+                seg.segment_clip(frames, mask_box(gt[0].astype(np.uint8)), 0)
+                n += len(frames)
+            wall = time.perf_counter() - t0
+            res.append((n / wall, 1 - spans.busy() / wall))
+        fps, outside = np.median(np.array(res), axis=0)
+        print(
+            f"    model {size:>3} px, frames 256 px high: {fps:6.1f} frames/s   outside the "
+            f"forward passes {outside:6.1%}   (state window: {seg.peak_state_frames} frames)"
+        )
 
 
 def _segmenters():

@@ -108,7 +108,9 @@ def test_coco_round_trip_and_polygons(tmp_path, mask_tree):
     h5 = tmp_path / "s.h5"
     pack_folder(root, h5, progress=False)
     js = tmp_path / "out.json"
-    assert unpack_coco(h5, js) == 23
+    assert (
+        unpack_coco(h5, js) == 18
+    )  # 23 frames, 5 of them empty: an image entry each, no annotation
     h5b = tmp_path / "b.h5"
     pack_coco(js, h5b, progress=False)
     out_a, out_b = tmp_path / "a_png", tmp_path / "b_png"
@@ -217,3 +219,26 @@ def test_cli_end_to_end(tmp_path, mask_tree):
     res = r.invoke(main, ["--help"])
     for cmd in ("pack", "unpack", "validate", "info", "merge"):
         assert cmd in res.output
+
+
+def test_coco_export_leaves_empty_masks_without_annotation(tmp_path):
+    from hmtools.masks import LayerData, StoreWriter
+
+    m = np.zeros((3, 8, 10), np.uint8)
+    m[0, 2:5, 3:6] = 1  # frames 1 and 2 are empty
+    with StoreWriter(tmp_path / "s.h5") as w:
+        w.add_video(("v", 1), height=8, width=10, num_frames=3)
+        w.write_layer(("v", 1), "pm", LayerData.from_masks([0, 1, 2], m, [0.9, 0.2, np.nan], 0))
+    js = tmp_path / "c.json"
+    assert unpack_coco(tmp_path / "s.h5", js) == 1
+    coco = json.loads(js.read_text())
+    assert len(coco["images"]) == 3 and len(coco["annotations"]) == 1
+    assert all(a["area"] > 0 and a["bbox"][2] > 0 for a in coco["annotations"])
+    assert coco["images"][1]["hm_score"] == pytest.approx(0.2)
+    assert coco["images"][2]["hm_score"] is None
+    pack_coco(js, tmp_path / "b.h5", layer="pm", progress=False)
+    with MaskStore(tmp_path / "b.h5") as s:
+        d = s.read_layer(("v", 1), "pm")
+        assert np.array_equal(d.decode(8, 10), m)
+        assert d.score[1] == pytest.approx(0.2) and np.isnan(d.score[2])
+        assert d.origin.tolist() == [0, 0, 0]

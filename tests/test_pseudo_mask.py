@@ -429,3 +429,35 @@ def test_which_masks_may_correct_the_tracked_box():
     assert not plausible_correction((120, 130, 8, 10), tracked)  # a speck
     assert not plausible_correction((300, 300, 30, 50), tracked)  # small and elsewhere
     assert not plausible_correction((40, 60, 300, 400), tracked)  # a leak 9x the box
+
+
+def test_segment_from_a_middle_frame_runs_both_ways():
+    """A prompt on frame 12: the tracker follows the square forward to the end and backward to
+    frame 0 (a fresh tracker each way, each starting on the prompt frame)."""
+    from hmtools.annotation.pseudo_mask import segment_from
+    from hmtools.annotation.trackers import mask_box
+    from tests.test_propagate import _scene
+
+    frames, truth = _scene(n=24)
+    seen: list[int] = []
+
+    class BoxSegmenter:  # the mask is the box it is given; records which frames it saw
+        def encode(self, fr):
+            return [int(np.argmax([np.array_equal(f, g) for g in frames])) for f in fr]
+
+        def segment(self, state, box, prev):
+            seen.append(state)
+            x, y, w, h = (int(round(v)) for v in box)
+            m = np.zeros(truth.shape[1:], np.uint8)
+            m[y : y + h, x : x + w] = 1
+            return m, 0.9
+
+    box = mask_box(truth[12])
+    masks, scores = segment_from(frames, BoxSegmenter(), "flow", box, 12)
+    assert masks.shape == truth.shape and np.all(scores == np.float32(0.9))
+    assert seen == list(range(12, 24)) + list(range(12, -1, -1))
+    ious = [
+        np.count_nonzero(masks[t] & truth[t]) / np.count_nonzero(masks[t] | truth[t])
+        for t in (0, 6, 18, 23)
+    ]
+    assert min(ious) > 0.7, ious

@@ -24,6 +24,10 @@ Measured on DAVIS dance-twirl (``benchmarks/propagation.py``): one warp step kee
 the true mask on that fast sequence (consecutive true masks overlap by 0.76), so plain flow
 falls to ~0.83 at 10 % corrected frames; the re-prompted segmenter brings it to ~0.88.
 
+With SAM 2 (``--segmenter sam2``) the corrected masks are instead SAM 2's conditioning frames
+and its video predictor carries them (``hmtools.annotation.sam2_video``); the score is its
+predicted IoU times its object score; the earlier mask is not mixed in.
+
 The result is a complete ``into`` layer (``pm`` by default) for that video: corrected frames hold
 exactly the corrected masks (their origin kept), the others the propagated ones with origin
 ``propagated`` and the score above. Videos without corrections keep what they had; every other
@@ -43,7 +47,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from hmtools.annotation.pseudo_mask import (
     VideoJob,
@@ -62,6 +65,7 @@ from hmtools.masks import (
     MaskStore,
     StoreWriter,
 )
+from hmtools.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +220,13 @@ def propagate_video(
     anchors = sorted(corrected)
     if anchors[0] < 0 or anchors[-1] >= n:
         raise InputError(f"corrected frame position {anchors[-1]} outside the {n} frames")
+    if hasattr(segmenter, "propagate_masks"):  # a video engine (SAM 2): corrections condition it
+        masks, scores = segmenter.propagate_masks(frames, corrected)  # type: ignore[union-attr]
+        masks = masks.astype(np.uint8, copy=True)
+        scores = scores.astype(np.float32, copy=True)
+        for a in anchors:
+            masks[a], scores[a] = corrected[a] != 0, np.nan
+        return masks, scores
     flow = flow or Flow()
     gray = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) if f.ndim == 3 else f for f in frames]
     masks = np.zeros((n, h, w), np.uint8)
@@ -342,7 +353,7 @@ def run_propagate(
         rep = PropagateReport(out)
         t_start = time.perf_counter()
         flow = Flow()
-        bar = tqdm(
+        bar = progress_bar(
             todo,
             desc=f"propagate {k}/{n}" if n > 1 else "propagate",
             unit="video",

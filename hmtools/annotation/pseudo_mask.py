@@ -21,10 +21,10 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from hmtools.annotation.segmenters import Segmenter
 from hmtools.annotation.trackers import (
@@ -51,6 +51,7 @@ from hmtools.masks import (
     video_key,
 )
 from hmtools.masks.frames import frame_pattern, scan_tree
+from hmtools.progress import progress_bar
 
 log = logging.getLogger(__name__)
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -233,32 +234,58 @@ def parse_shard(spec: str | None) -> tuple[int, int]:
     return k, n
 
 
-def load_prompts(path: str | os.PathLike) -> dict[str, Box]:
-    """First-frame boxes per video: JSON ``{"<video>": [x, y, w, h], ...}`` or a list of
-    ``{"video": ..., "box": [x, y, w, h]}``; CSV with columns ``video,x,y,w,h``. ``<video>`` is
-    the id as ``name/clip`` (FineDiving), ``1/3`` (MTL-AQA), ``name`` (folder) or JSON text."""
+class Prompt(NamedTuple):
+    """A box ``[x, y, w, h]`` (pixels) around the athlete on one frame of a video: ``frame`` is
+    the frame's number as the frames folder names it (``None``: the first frame)."""
+
+    box: Box
+    frame: int | None = None
+
+
+def load_prompts(path: str | os.PathLike) -> dict[str, Prompt]:
+    """Boxes per video: JSON ``{"<video>": [x, y, w, h], ...}`` (or ``{"<video>": {"box": [x, y,
+    w, h], "frame": N}}``), a JSON list of ``{"video": ..., "box": [x, y, w, h], "frame": N}``,
+    or CSV with columns ``video,x,y,w,h`` and an optional ``frame``. ``frame`` is the frame
+    number of the box (default: the video's first frame); the masks then run from that frame
+    forward and backward. ``<video>`` is the id as ``name/clip`` (FineDiving), ``1/3`` (MTL-AQA),
+    ``name`` (folder) or JSON text."""
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as e:
         raise InputError(f"{path}: cannot read ({e.strerror})") from None
-    out: dict[str, Box] = {}
+    out: dict[str, Prompt] = {}
+
+    def frame_of(v: object, vid: str) -> int | None:
+        if v is None or v == "":
+            return None
+        f = float(v)  # type: ignore[arg-type]
+        if not (f.is_integer() and f >= 0):
+            raise ValueError(f"frame of {vid} must be a frame number >= 0, not {v!r}")
+        return int(f)
+
     try:
         if path.suffix.lower() == ".csv":
             for row in csv.DictReader(text.splitlines()):
-                out[row["video"]] = tuple(float(row[k]) for k in "xywh")  # type: ignore[assignment]
+                box = tuple(float(row[k]) for k in "xywh")
+                out[row["video"]] = Prompt(box, frame_of(row.get("frame"), row["video"]))  # type: ignore[arg-type]
         else:
             data = json.loads(text)
-            items = (
-                data.items() if isinstance(data, dict) else ((d["video"], d["box"]) for d in data)
-            )
-            for vid, box in items:
+            if isinstance(data, dict):
+                items = [
+                    (vid, v["box"], v.get("frame")) if isinstance(v, dict) else (vid, v, None)
+                    for vid, v in data.items()
+                ]
+            else:
+                items = [(d["video"], d["box"], d.get("frame")) for d in data]
+            for vid, box, frame in items:
                 if len(box) != 4:
                     raise ValueError(f"box of {vid} must be [x, y, w, h]")
-                out[str(vid)] = tuple(float(v) for v in box)  # type: ignore[assignment]
+                box_t = tuple(float(v) for v in box)
+                out[str(vid)] = Prompt(box_t, frame_of(frame, str(vid)))  # type: ignore[arg-type]
     except (KeyError, ValueError, TypeError, json.JSONDecodeError) as e:
         raise InputError(f"{path}: bad prompts file ({e})") from None
-    for vid, (x, y, w, h) in out.items():
+    for vid, ((x, y, w, h), _) in out.items():
         if not all(np.isfinite(v) for v in (x, y, w, h)):
             raise InputError(f"{path}: video {vid}: box {[x, y, w, h]} has a non-finite value")
         if w <= 0 or h <= 0:
@@ -293,7 +320,7 @@ def check_prompt_box(box: Box, width: int, height: int, video: str) -> Box:
     return (x0, y0, x1 - x0, y1 - y0)
 
 
-def _prompt_for(prompts: dict[str, Box], vid: VideoId) -> Box | None:
+def _prompt_for(prompts: dict[str, Prompt], vid: VideoId) -> Prompt | None:
     for k in prompt_keys(vid):
         if k in prompts:
             return prompts[k]
@@ -326,7 +353,9 @@ def find_athlete(
         return (w * 0.3, h * 0.2, w * 0.4, h * 0.6)
     parts = [b for b, a in blobs[:2] if a >= 0.6 * blobs[0][1]]  # one athlete, or two in sync
     joined = _join(parts)
-    if segmenter is None or hasattr(segmenter, "begin_video"):
+    if segmenter is None or not hasattr(segmenter, "encode"):  # none, or a video engine
+        return joined
+    if hasattr(segmenter, "begin_video"):
         return joined
     state = segmenter.encode([frames[0]])[0]
     if states is not None:
@@ -477,6 +506,35 @@ def segment_video(
     return masks, scores
 
 
+def segment_from(
+    frames: list[np.ndarray],
+    segmenter: Segmenter,
+    tracker: str,
+    box: Box,
+    start: int = 0,
+    states: dict[int, object] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Masks and scores for every frame from a ``box`` on frame position ``start``: forward to
+    the end and, when ``start`` is not the first frame, backward to the first (a fresh
+    ``tracker`` each way). A video engine (``segment_clip``: SAM 2) propagates the box itself."""
+    if hasattr(segmenter, "segment_clip"):
+        return segmenter.segment_clip(frames, box, start)
+    fwd = segment_video(
+        frames[start:], segmenter, make_tracker(tracker), box,
+        states={t - start: v for t, v in (states or {}).items() if t >= start},
+    )  # fmt: skip
+    if start == 0:
+        return fwd
+    back_states = {start - t: v for t, v in (states or {}).items() if t <= start}
+    bwd = segment_video(
+        frames[start::-1], segmenter, make_tracker(tracker), box, states=back_states
+    )
+    return (
+        np.concatenate([bwd[0][::-1][:start], fwd[0]]),
+        np.concatenate([bwd[1][::-1][:start], fwd[1]]),
+    )
+
+
 def _segment_chunk(
     segmenter: Segmenter,
     tracker: Tracker,
@@ -591,7 +649,7 @@ def run_pseudo_mask(
     rep = PseudoMaskReport(out)
     t_start = time.perf_counter()
     fail_path = out.with_name(out.stem + ".failures.csv")
-    bar = tqdm(
+    bar = progress_bar(
         mine,
         desc=f"pseudo-mask {k}/{n}" if n > 1 else "pseudo-mask",
         unit="video",
@@ -607,16 +665,23 @@ def run_pseudo_mask(
                 raise InputError(job.frames_dir[len("missing: ") :])
             numbers, frames = job.read(max_video_bytes)
             known: dict[int, object] = {}  # frame 0's encoding, when the finder made one
-            box = _prompt_for(box_of, job.video_id)
-            if box is not None:
+            prompt = _prompt_for(box_of, job.video_id)
+            start = 0
+            if prompt is not None:
                 h0, w0 = frames[0].shape[:2]
-                box = check_prompt_box(box, w0, h0, format_video_id(job.video_id))
+                vname = format_video_id(job.video_id)
+                box = check_prompt_box(prompt.box, w0, h0, vname)
+                if prompt.frame is not None:
+                    if prompt.frame not in numbers:
+                        raise InputError(
+                            f"video {vname}: the prompt's frame {prompt.frame} is not among its "
+                            f"frames ({numbers[0]}..{numbers[-1]})"
+                        )
+                    start = numbers.index(prompt.frame)
             else:
                 box = find_athlete(frames, segmenter=segmenter, states=known)
             t0 = time.perf_counter()
-            masks, scores = segment_video(
-                frames, segmenter, make_tracker(tracker), box, states=known
-            )
+            masks, scores = segment_from(frames, segmenter, tracker, box, start, states=known)
             rep.segment_seconds += time.perf_counter() - t0
         except InputError as e:
             rep.failures.append((format_video_id(job.video_id), str(e)))

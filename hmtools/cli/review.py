@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from hmtools.cli import EXIT_PARTIAL, main
+from hmtools.cli.segmenter_options import build_segmenter, segmenter_options
 
 _DATASETS = click.Choice(["folder", "finediving", "mtl-aqa", "aqa7"])
 
@@ -40,51 +41,10 @@ def propagation_options(f):
             show_default=True,
             help="The layer to write complete (corrected + propagated frames).",
         ),
-        click.option(
-            "--segmenter",
-            default=None,
-            help="Re-prompted from the carried mask: sam (with --sam-checkpoint), a weight-free "
-            "one (blazepose, background, flow-grabcut, grabcut, motion) or none (flow only). "
-            "Default: sam with --sam-checkpoint, else the weight-free default.",
-        ),
-        click.option(
-            "--sam-checkpoint",
-            type=click.Path(path_type=Path),
-            default=None,
-            help="Local SAM checkpoint (never downloaded).",
-        ),
-        click.option(
-            "--sam-model",
-            type=click.Choice(["vit_b", "vit_l", "vit_h"]),
-            default="vit_b",
-            show_default=True,
-            help="SAM's size (matches the checkpoint).",
-        ),
-        click.option(
-            "--device",
-            default="cpu",
-            show_default=True,
-            help="cpu, cuda or cuda:N (SAM only); under torchrun cuda means cuda:LOCAL_RANK.",
-        ),
     ]
     for o in reversed(opts):
         f = o(f)
-    return f
-
-
-def _segmenter(name: str | None, sam_checkpoint: Path | None, sam_model: str, device: str):
-    from hmtools.annotation.segmenters import default_weight_free, make_segmenter
-    from hmtools.devices import rank_device
-
-    name = name or ("sam" if sam_checkpoint else default_weight_free())
-    if name == "none":
-        return None
-    return make_segmenter(
-        name,
-        sam_checkpoint=str(sam_checkpoint) if sam_checkpoint else None,
-        sam_model=sam_model,
-        device=rank_device(device),
-    )
+    return segmenter_options(allow_none=True)(f)
 
 
 def _report(rep) -> None:
@@ -129,7 +89,7 @@ def review_queue_cmd(store: Path, budget: str, layer: str, corrected: str, out: 
     Writes CSV video,frame (video as the reports print it: name/clip or the folder name).
 
     \b
-    The loop:
+    Example (the loop):
       hmtools pseudo-mask frames/ --out pm.h5
       hmtools review-queue pm.h5 --budget 10% --out queue.csv
       hmtools ls-export pm.h5 --frames-root frames/ --project p --frames queue:queue.csv
@@ -180,10 +140,7 @@ def propagate(
     annotations: Path | None,
     corrected: str,
     into: str,
-    segmenter: str | None,
-    sam_checkpoint: Path | None,
-    sam_model: str,
-    device: str,
+    seg: dict,
     shard: str | None,
     resume: bool,
     overwrite: bool,
@@ -203,6 +160,8 @@ def propagate(
       hmtools propagate FineDiving-HM.h5 --frames-root FineDiving/frames --dataset finediving \\
           --annotations FineDiving/Annotations --sam-checkpoint sam_vit_b_01ec64.pth \\
           --device cuda --shard 0/8 --out prop.h5
+      hmtools propagate pm-and-gtm.h5 --frames-root frames/ \\
+          --sam2-checkpoint sam2.1_hiera_base_plus.pt --out propagated.h5
     """
     from hmtools.annotation.propagate import run_propagate
 
@@ -210,7 +169,7 @@ def propagate(
         store,
         frames_root,
         out,
-        _segmenter(segmenter, sam_checkpoint, sam_model, device),
+        build_segmenter(seg),
         dataset=dataset,
         annotations=annotations,
         corrected=corrected,

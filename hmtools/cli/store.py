@@ -122,7 +122,13 @@ def pack(
 )
 @click.option("--layer", default=None, help="Layer to export (required if the store has several).")
 @click.option(
-    "--format", "fmt", type=click.Choice(["png", "coco"]), default="png", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["png", "coco"]),
+    default="png",
+    show_default=True,
+    help="png: a mask folder tree (0/255); coco: one COCO JSON (RLE; empty masks keep their "
+    "image entry, no annotation)",
 )
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty folder / replace the JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
@@ -138,8 +144,9 @@ def unpack(
     """
     if fmt == "coco":
         n = unpack_coco(store, out, layer=layer, overwrite=overwrite)
-    else:
-        n = unpack_png(store, out, layer=layer, overwrite=overwrite, progress=not quiet)
+        click.echo(f"wrote {n} annotations (non-empty masks) to {out}")
+        return
+    n = unpack_png(store, out, layer=layer, overwrite=overwrite, progress=not quiet)
     click.echo(f"wrote {n} masks to {out}")
 
 

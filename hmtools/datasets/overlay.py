@@ -13,7 +13,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from hmtools.errors import InputError
 from hmtools.fsutil import staged_dir
@@ -23,6 +22,7 @@ from hmtools.masks.frames import FrameLocator
 from hmtools.masks.io import video_dir_parts
 from hmtools.masks.schema import LAYER_GTM, LAYER_PM, format_video_id, parse_video_id_arg
 from hmtools.masks.store import MaskStore, VideoInfo
+from hmtools.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ def overlay_videos(
                 )
         layers = [x for x in (LAYER_GTM, LAYER_PM) if any(x in i.layers for i in infos)]
         layers += sorted({x for i in infos for x in i.layers} - set(layers))
-        for info in tqdm(infos, desc="overlay", unit="video", disable=not progress):
+        for info in progress_bar(infos, desc="overlay", unit="video", disable=not progress):
             d = stage.joinpath(*video_dir_parts(info.video_id))
             try:
                 picks = worst_frames(store, info, worst)

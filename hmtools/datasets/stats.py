@@ -27,7 +27,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
 from hmtools.datasets.records import load_dataset  # noqa: E402
 from hmtools.errors import InputError  # noqa: E402
@@ -35,6 +34,7 @@ from hmtools.fsutil import staged_dir  # noqa: E402
 from hmtools.interpretations import event_group  # noqa: E402
 from hmtools.masks import LAYER_GTM, LAYER_PM, ORIGINS, MaskStore  # noqa: E402
 from hmtools.masks.agreement import layer_agreement, per_group, summarize  # noqa: E402
+from hmtools.progress import progress_bar  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def collect(
     non-empty, empty, frames without a mask)."""
     rows, videos = [], []
     with MaskStore(store_path) as store:
-        for info in tqdm(
+        for info in progress_bar(
             store.videos(), total=len(store), desc="stats", unit="video", disable=not progress
         ):
             at = (action_types or {}).get(info.video_id) or info.action_type or "unknown"

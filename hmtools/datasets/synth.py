@@ -45,7 +45,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from hmtools.datasets.figure import Pose, draw_figure, joints
 from hmtools.datasets.scene import (
@@ -59,6 +58,7 @@ from hmtools.datasets.scene import (
 )
 from hmtools.errors import InputError
 from hmtools.masks import ORIGIN_GROUND_TRUTH, LayerData, StoreWriter, rle
+from hmtools.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -552,7 +552,7 @@ def generate(
                 workers, mp_context=multiprocessing.get_context("spawn")
             ) as ex:
                 results = list(
-                    tqdm(
+                    progress_bar(
                         ex.map(_render_to_disk, jobs),
                         total=len(jobs),
                         desc="synth",
@@ -563,7 +563,7 @@ def generate(
         else:
             results = [
                 _render_to_disk(j)
-                for j in tqdm(jobs, desc="synth", unit="video", disable=not progress)
+                for j in progress_bar(jobs, desc="synth", unit="video", disable=not progress)
             ]
         _write_annotations(tmp, specs, results, seed, test_share)
         with StoreWriter(tmp / "Synth-HM.h5", name="Synth-HM") as w:

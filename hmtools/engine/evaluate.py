@@ -107,7 +107,7 @@ def evaluate(
     encoded once and reused. Masks are never read. ``caches``: optional
     ``(test, train)`` :class:`~hmtools.engine.cache.PrefixCache` of the same test-time clips,
     to reuse a frozen prefix across evaluations."""
-    from tqdm import tqdm
+    from hmtools.progress import progress_bar
 
     was_training = model.training
     model.eval()
@@ -119,7 +119,7 @@ def evaluate(
     q_steps = query_steps(train, clip_cfg) if model.tap is not None else None
     test_pc, train_pc = caches if caches is not None else (None, None)
     rows, tious = [], []
-    for i, s in enumerate(tqdm(test, desc="eval", unit="video", disable=not progress)):
+    for i, s in enumerate(progress_bar(test, desc="eval", unit="video", disable=not progress)):
         item, enc = _encode(model, test_ds, i, test_pc, device)
         ks = exemplars.test_exemplars(s, voters, np.random.default_rng([seed, i]))
         preds, base = [], []

@@ -26,7 +26,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
-from tqdm import tqdm
 
 from hmtools.datasets.clips import ClipConfig, ClipDataset, ExemplarIndex, PairDataset
 from hmtools.datasets.records import AQA7_CLASSES, Sample, load_dataset
@@ -38,6 +37,7 @@ from hmtools.fsutil import atomic_write_text
 from hmtools.masks import MaskStore
 from hmtools.models import UniFineParser, build_model
 from hmtools.models.weights import KINETICS400, kinetics400_path, resolve_resnet_weights
+from hmtools.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -580,7 +580,7 @@ def _train_epoch(run: _Run, epoch: int, progress: bool) -> dict:
         if run.cache is None
         else _cached_batches(run.cache, run.pairs, run.sampler, run.per_rank, epoch)
     )
-    it = tqdm(
+    it = progress_bar(
         batches,
         total=total,
         desc=f"epoch {epoch + 1}/{cfg.epochs}",

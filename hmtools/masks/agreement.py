@@ -28,11 +28,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from hmtools.masks import rle as rle_ops
 from hmtools.masks.schema import LAYER_GTM, LAYER_PM
 from hmtools.masks.store import MaskStore
+from hmtools.progress import progress_bar
 
 #: DAVIS's boundary tolerance: a fraction of the image diagonal (0.008, i.e. 5 px at 455 x 256).
 BOUND_TH = 0.008
@@ -103,7 +103,7 @@ def layer_agreement(
     rows = []
     with MaskStore(store_path) as store:
         infos = [i for i in store.videos() if pred in i.layers and truth in i.layers]
-        for info in tqdm(infos, desc="agreement", unit="video", disable=not progress):
+        for info in progress_bar(infos, desc="agreement", unit="video", disable=not progress):
             a = store.read_layer(info.video_id, pred)
             b = store.read_layer(info.video_id, truth)
             frames, ia, ib = np.intersect1d(a.frame_index, b.frame_index, return_indices=True)

@@ -22,7 +22,6 @@ from urllib.parse import quote
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from hmtools.errors import InputError
 from hmtools.fsutil import atomic_write_bytes, staged_dir
@@ -39,6 +38,7 @@ from hmtools.masks.schema import (
     normalize_video_id,
 )
 from hmtools.masks.store import LayerData, MaskStore, StoreWriter
+from hmtools.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def pack_folder(
     folders = scan_tree(root, layout)
     report = PackReport(Path(out), layer)
     with _open_writer(Path(out), name, overwrite, append) as w, ThreadPoolExecutor(4) as pool:
-        for ff in tqdm(folders, desc=f"pack {layer}", unit="video", disable=not progress):
+        for ff in progress_bar(folders, desc=f"pack {layer}", unit="video", disable=not progress):
             try:
                 data, h, wd, fg = _read_folder(ff, threshold, pool, layer)
                 if not fg:
@@ -226,6 +226,7 @@ def pack_coco(
     videos: dict[VideoId, dict] = {}
     by_image: dict[object, list[dict]] = defaultdict(list)
     images: dict[object, tuple[VideoId, int, int, int]] = {}
+    image_meta: dict[object, dict] = {}  # hm_score / hm_origin of frames without annotation
     for img in data["images"]:
         try:
             iid = img["id"]
@@ -238,6 +239,7 @@ def pack_coco(
         if iid in images:
             raise InputError(f"{path}: image id {iid!r} appears twice")
         images[iid] = (vid, frame, h, w)
+        image_meta[iid] = img
     for ann in data.get("annotations", []):
         if not isinstance(ann, dict) or ann.get("image_id") not in images:
             raise InputError(f"{path}: annotation {ann!r:.120} refers to no listed image")
@@ -250,10 +252,12 @@ def pack_coco(
         per_video[vid].append((frame, h, w, iid))
     report = PackReport(Path(out), layer)
     with _open_writer(Path(out), name, overwrite, append) as wr:
-        for vid in tqdm(sorted(per_video, key=str), desc=f"pack {layer}", disable=not progress):
+        for vid in progress_bar(
+            sorted(per_video, key=str), desc=f"pack {layer}", disable=not progress
+        ):
             entries = sorted(per_video[vid])
             try:
-                data_layer = _coco_video_layer(vid, entries, by_image, layer)
+                data_layer = _coco_video_layer(vid, entries, by_image, layer, image_meta)
                 meta = videos.get(vid, {})
                 wr.add_video(
                     vid,
@@ -276,7 +280,9 @@ def pack_coco(
     return report
 
 
-def _coco_video_layer(vid: VideoId, entries: list, by_image: dict, layer: str) -> LayerData:
+def _coco_video_layer(
+    vid: VideoId, entries: list, by_image: dict, layer: str, image_meta: dict | None = None
+) -> LayerData:
     h0, w0 = entries[0][1], entries[0][2]
     frames, rles, scores, origins = [], [], [], []
     for frame, h, w, iid in entries:
@@ -290,9 +296,11 @@ def _coco_video_layer(vid: VideoId, entries: list, by_image: dict, layer: str) -
             raise InputError(f"{where}: {e}") from None
         frames.append(frame)
         rles.append(rle_ops.union(parts, h, w))
-        sc = [a["score"] for a in anns if isinstance(a.get("score"), (int, float))]
+        img = (image_meta or {}).get(iid, {})
+        src = anns or [{"score": img.get("hm_score"), "origin": img.get("hm_origin")}]
+        sc = [a["score"] for a in src if isinstance(a.get("score"), (int, float))]
         scores.append(float(max(sc)) if sc else np.nan)
-        og = [a["origin"] for a in anns if a.get("origin") in ORIGINS]
+        og = [a["origin"] for a in src if a.get("origin") in ORIGINS]
         origins.append(int(og[0]) if og else default_origin(layer))
     if len(set(frames)) != len(frames):
         raise InputError(f"video {format_video_id(vid)}: a frame number appears twice")
@@ -380,7 +388,7 @@ def unpack_png(
     with MaskStore(store_path) as store, staged_dir(out, overwrite=overwrite) as stage:
         (lay,) = _layers_to_export(store, layer)
         seen: dict[tuple[str, ...], str] = {}
-        for info, data in tqdm(
+        for info, data in progress_bar(
             store.iter_layer(lay),
             total=len(store),
             disable=not progress,
@@ -426,8 +434,10 @@ _UNPACK_CHUNK = 64
 
 
 def to_coco(store: MaskStore, layer: str) -> dict:
-    """The layer as a COCO dict (one category ``person``; one annotation per stored frame,
-    empty masks included, with ``score`` and ``origin`` kept)."""
+    """The layer as a COCO dict (one category ``person``; one image per stored frame and one
+    annotation per non-empty mask, with ``score`` and ``origin`` kept; a frame whose mask is
+    empty has an image entry with ``hm_score`` / ``hm_origin`` and no annotation, as COCO
+    tools expect -- an empty annotation has no box and breaks evaluation code)."""
     images, anns = [], []
     videos = []
     for info, data in store.iter_layer(layer):
@@ -456,6 +466,10 @@ def to_coco(store: MaskStore, layer: str) -> dict:
                 }
             )
             score = float(data.score[i])
+            if int(data.area[i]) == 0:
+                images[-1]["hm_score"] = None if np.isnan(score) else score
+                images[-1]["hm_origin"] = int(data.origin[i])
+                continue
             anns.append(
                 {
                     "id": len(anns) + 1,

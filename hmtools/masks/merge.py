@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from hmtools.errors import ConflictError, InputError
 from hmtools.masks.schema import LAYER_GTM, LAYER_PM
 from hmtools.masks.store import LayerData, MaskStore, StoreWriter, _read
+from hmtools.progress import progress_bar
 
 
 def _combine_layer(where: str, parts: list[tuple[Path, LayerData]]) -> LayerData:
@@ -75,7 +75,9 @@ def merge_stores(
             for k in s:
                 owners[k].append(s)
         with StoreWriter(out, name=name or stores[0].name, overwrite=overwrite) as w:
-            for key in tqdm(sorted(owners), desc="merge", unit="video", disable=not progress):
+            for key in progress_bar(
+                sorted(owners), desc="merge", unit="video", disable=not progress
+            ):
                 infos = [(s, s.info_by_key(key)) for s in owners[key]]
                 s0, i0 = infos[0]
                 for s, info in infos[1:]:

@@ -8,7 +8,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pycocotools.mask as mask_utils
-from tqdm import tqdm
 
 from hmtools.errors import InputError, SchemaError
 from hmtools.masks import rle as rle_ops
@@ -22,6 +21,7 @@ from hmtools.masks.schema import (
     video_id_from_json,
     video_key,
 )
+from hmtools.progress import progress_bar
 
 _MAX_PER_LAYER = 5  # RLE problems reported per layer before summarising
 
@@ -155,7 +155,9 @@ def validate_store(path: str | os.PathLike, progress: bool = False) -> list[str]
         if VIDEOS_GROUP not in f:
             return [f"{path}: group /{VIDEOS_GROUP} is missing"]
         vg = f[VIDEOS_GROUP]
-        for key in tqdm(sorted(vg.keys()), desc="validate", unit="video", disable=not progress):
+        for key in progress_bar(
+            sorted(vg.keys()), desc="validate", unit="video", disable=not progress
+        ):
             g = vg[key]
             where = f"video {key}"
             missing = [a for a in ("video_id", "height", "width") if a not in g.attrs]
