@@ -268,7 +268,7 @@ def sam2_speed(n_videos: int = 3, repeats: int = 3) -> None:
         spans = Spans()
         for attr in ("forward_image", "track_step", "_run_memory_encoder"):
             fn = getattr(pred, attr)
-            setattr(pred, attr, lambda *a, _fn=fn, **k: spans._timed(lambda: _fn(*a, **k)))
+            setattr(pred, attr, lambda *a, _fn=fn, _s=spans, **k: _s._timed(lambda: _fn(*a, **k)))
         seg = Sam2VideoSegmenter(pred)
         res = []
         for _ in range(repeats):
