@@ -242,8 +242,9 @@ def test_browser_shows_the_pre_annotation(server, synth_small, tmp_path):
 
 @pytest.mark.slow
 def test_upload_mode_serves_frames_to_a_remote_server(server, synth_small, tmp_path):
-    """--serve upload: the frame goes to the server with its task (no shared filesystem)."""
-    import httpx
+    """--serve upload: the frame travels inside its task through the SDK's public task import
+    (no shared filesystem, no private HTTP client), byte for byte."""
+    import base64
 
     store = tmp_path / "hm.h5"
     store_with_pm(synth_small, store, kernel=3, keep_gtm=False)
@@ -253,23 +254,88 @@ def test_upload_mode_serves_frames_to_a_remote_server(server, synth_small, tmp_p
     client = connect(**kw)
     proj = find_project(client, "upload")
     for t in client.tasks.list(project=proj.id, fields="all"):
-        assert t.data["image"].startswith("/data/upload/")
-        r = httpx.get(
-            server.url + t.data["image"], headers={"Authorization": f"Token {server.token}"}
-        )
-        assert r.status_code == 200
-        served = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)
+        head, b64 = t.data["image"].split(",", 1)
+        assert head == "data:image/jpeg;base64"
         with MaskStore(store) as st:
             info = st.info(tuple(json.loads(t.data["video_id"])))
-        local = cv2.imread(
-            str(
-                synth_small
-                / "frames"
-                / info.attrs["frames_dir"]
-                / info.attrs["frame_pattern"].format(t.data["frame"])
-            )
+        local = (
+            synth_small
+            / "frames"
+            / info.attrs["frames_dir"]
+            / info.attrs["frame_pattern"].format(t.data["frame"])
         )
-        assert np.array_equal(served, local)
+        assert base64.b64decode(b64) == local.read_bytes()
+
+
+@pytest.mark.slow
+def test_a_dataset_splits_over_projects_by_whole_videos(server, tmp_path):
+    """--max-tasks-per-project: whole videos per project, parts NAME #2 ..., a later export
+    puts a video's new frames beside its old ones; import and status read the whole set; the
+    import order is priority level, then video, then frame."""
+    from hmtools.annotation.labelstudio import ls_status, priority_level, project_set
+    from hmtools.masks import LayerData, StoreWriter
+
+    h, w = 16, 20
+    store = tmp_path / "pm.h5"
+    rng = np.random.default_rng(0)
+    with StoreWriter(store) as wr:
+        for v, n in (("a", 6), ("b", 5), ("c", 4)):
+            d = tmp_path / "frames" / v
+            d.mkdir(parents=True)
+            masks = np.zeros((n, h, w), np.uint8)
+            masks[:, 4:10, 5:12] = 1
+            for t in range(n):
+                cv2.imwrite(str(d / f"{t:05d}.jpg"), rng.integers(0, 255, (h, w, 3), np.uint8))
+            score = rng.uniform(0.05, 0.95, n).astype(np.float32)
+            wr.add_video((v,), height=h, width=w, num_frames=n, frame_pattern="{:05d}.jpg")
+            wr.write_layer((v,), "pm", LayerData.from_masks(np.arange(n), masks, score))
+    kw = {"url": server.url, "api_key": server.token, "document_root": server.docroot}
+    rep = ls_export(
+        store, tmp_path / "frames", "split", frames="every:2", max_tasks_per_project=5, **kw
+    )  # a: 3, b: 3, c: 2 tasks -> two projects of <= 5, no video cut
+    assert rep.created == 8 and len(rep.projects) == 2
+    client = connect(url=server.url, api_key=server.token)
+    parts = project_set(client, "split")
+    assert [p.title for p in parts] == ["split", "split #2"]
+    videos = []
+    for p in parts:
+        ts = list(client.tasks.list(project=p.id, fields="all"))
+        videos.append({t.data["video"] for t in ts})
+        # import order (task ids): priority levels never fall, and within a level a video's
+        # frames come together and in frame order
+        keys = [
+            (priority_level(_pred_score(t)), t.data["video"], t.data["frame"])
+            for t in sorted(ts, key=lambda t: t.id)
+        ]
+        assert [k[0] for k in keys] == sorted(k[0] for k in keys)
+        for level in {k[0] for k in keys}:
+            run = [(v, f) for lv, v, f in keys if lv == level]
+            seen: list[str] = []
+            for v, _ in run:
+                if not seen or seen[-1] != v:
+                    assert v not in seen, (level, run)  # a video comes back: not together
+                    seen.append(v)
+            assert all(a[1] < b[1] for a, b in zip(run, run[1:], strict=False) if a[0] == b[0])
+    assert sorted(v for vs in videos for v in vs) == ["a", "b", "c"]  # each video in one
+    sizes = [sum({"a": 3, "b": 3, "c": 2}[v] for v in vs) for vs in videos]
+    assert max(sizes) <= 5
+    # the rest of each video's frames join their video's project, past the cap
+    rep = ls_export(store, tmp_path / "frames", "split", max_tasks_per_project=5, **kw)
+    assert rep.created == 7 and rep.existing == 8
+    counts = {p.title: {t.data["video"] for t in client.tasks.list(project=p.id)} for p in parts}
+    assert counts == {"split": videos[0], "split #2": videos[1]}
+    st = ls_status("split", url=server.url, api_key=server.token)
+    assert {v: c["remaining"] for v, c in st.items()} == {"a": 6, "b": 5, "c": 4}
+    r = CliRunner().invoke(
+        main, ["ls-status", "--project", "split", "--url", server.url, "--api-key", server.token]
+    )
+    assert r.exit_code == 0 and "15" in r.output.splitlines()[-1]
+
+
+def _pred_score(t) -> float:
+    p = t.predictions[0]
+    s = p["score"] if isinstance(p, dict) else p.score
+    return float("nan") if s is None else float(s)
 
 
 @pytest.mark.slow

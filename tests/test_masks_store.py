@@ -239,3 +239,26 @@ def test_encode_is_pycocotools_on_the_binarised_masks_for_any_input_layout():
     assert rle.encode(strided) == [r["counts"] for r in sref]
     assert rle.encode(m[2]) == ref[2:3]
     np.testing.assert_array_equal(rle.decode(rle.encode(m * 7), 37, 53), m)
+
+
+def test_videos_found_by_the_id_the_reports_print(tmp_path):
+    """``name/clip`` (as stats, review-queue and failures files print it) finds the video."""
+    from hmtools.masks import LayerData, MaskStore, StoreWriter
+
+    m = np.zeros((2, 4, 5), np.uint8)
+    m[:, 1:3, 1:4] = 1
+    with StoreWriter(tmp_path / "s.h5") as w:
+        w.add_video(("FINA_r1", 3), height=4, width=5, num_frames=2)
+        w.write_layer(("FINA_r1", 3), "gtm", LayerData.from_masks([0, 1], m, None))
+        w.add_video(("plain",), height=4, width=5, num_frames=2)
+        w.write_layer(("plain",), "gtm", LayerData.from_masks([0, 1], m, None))
+    with MaskStore(tmp_path / "s.h5") as st:
+        for vid in ("FINA_r1/3", ("FINA_r1", 3), '["FINA_r1", 3]'):
+            fi, masks = st.read_masks(vid, "gtm")
+            assert fi.tolist() == [0, 1] and np.array_equal(masks, m)
+            assert st.info(vid).video_id == ("FINA_r1", 3)
+            assert vid in st
+        assert st.info("plain").name == "plain"
+        assert "FINA_r1/4" not in st
+        with pytest.raises(InputError, match="no video FINA_r1/4"):
+            st.read_masks("FINA_r1/4", "gtm")

@@ -153,10 +153,44 @@ def brush_to_mask(rle_values: list[int], height: int, width: int, where: str) ->
 
 @dataclass
 class ExportReport:
-    project_id: int
+    project_id: int  # the set's first project
     created: int = 0
     existing: int = 0
     selected: int = 0
+    # {project id: (title, tasks created now, tasks in it in all)} of the project set
+    projects: dict[int, tuple[str, int, int]] = field(default_factory=dict)
+
+
+MAX_TASKS_PER_PROJECT = 100_000  # Label Studio's maintainers advise at most ~100k a project
+REQUEST_BYTES = 50 * 2**20  # tasks per import request: at most ~50 MB (the server takes 200)
+
+
+def part_title(name: str, k: int) -> str:
+    """The title of part ``k`` (1-based) of a project set: ``name``, ``name #2``, ..."""
+    return name if k == 1 else f"{name} #{k}"
+
+
+def project_set(client, name_or_id: str | int) -> list:
+    """The projects of a set, in order: ``name`` and its parts ``name #2``, ``name #3``, ...
+    (made by ``ls-export --max-tasks-per-project``); a numeric id is that project alone."""
+    url = str(client._client_wrapper.get_base_url())
+    if isinstance(name_or_id, int) or str(name_or_id).isdigit():
+        return [_call(url, client.projects.get, int(name_or_id))]
+    by_title = {p.title: p for p in _call(url, client.projects.list)}
+    out = []
+    k = 1
+    while part_title(str(name_or_id), k) in by_title:
+        out.append(by_title[part_title(str(name_or_id), k)])
+        k += 1
+    if not out:
+        raise InputError(f"{url}: no project titled {name_or_id!r}")
+    return out
+
+
+def priority_level(score: float) -> int:
+    """Tasks are ordered by confidence level (NaN first, then scores in steps of 0.1), and within
+    a level by video and frame, so an annotator sees a video's frames together and in order."""
+    return -1 if not np.isfinite(score) else min(9, max(0, int(score * 10)))
 
 
 def _select_frames(
@@ -195,7 +229,13 @@ def _select_frames(
     elif frames != "all":
         raise InputError(f"--frames {frames!r}: use all, low-score, every:K or queue:FILE")
     rows.sort(key=lambda r: (-1.0 if np.isnan(r[3]) else r[3], r[0].name, r[1]))
-    return rows[:max_tasks] if max_tasks else rows
+    rows = rows[:max_tasks] if max_tasks else rows  # the lowest scores
+    # import order: by priority level, then the video (by its lowest score), then the frame
+    first: dict[str, int] = {}
+    for r in rows:
+        first.setdefault(r[0].name, len(first))
+    rows.sort(key=lambda r: (priority_level(r[3]), first[r[0].name], r[1]))
+    return rows
 
 
 def ls_export(
@@ -210,17 +250,39 @@ def ls_export(
     max_tasks: int | None = None,
     document_root: str | os.PathLike | None = None,
     serve: str = "local-files",
+    max_tasks_per_project: int = MAX_TASKS_PER_PROJECT,
 ) -> ExportReport:
-    """Create (or reuse) ``project`` and add one task per selected frame with its pseudo mask
-    as a prediction; rerunning adds no duplicate task."""
+    """Create (or reuse) the project set ``project`` and add one task per selected frame with
+    its pseudo mask as a prediction; rerunning adds no duplicate task.
+
+    A set is ``project``, ``project #2``, ...: whole videos go to one project (a video with
+    tasks already somewhere gets its new ones there), a new part is made when the next video
+    would take a project past ``max_tasks_per_project`` tasks. Tasks are imported in priority
+    order (:func:`priority_level`), a video's frames together and in frame order within a
+    level -- the order of Label Studio's labelling stream.
+
+    ``serve``: ``local-files`` (the server reads ``frames_root`` through a local-files storage)
+    or ``upload`` (the frame travels inside its task as a ``data:`` URI, through the SDK's
+    public task import: any remote server, no shared folder; the server's database then holds
+    the frames)."""
+    if max_tasks_per_project < 1:
+        raise InputError("--max-tasks-per-project must be at least 1")
     client = connect(url, api_key)
     base = str(client._client_wrapper.get_base_url())
     frames_root = Path(frames_root).resolve()
     model_version = f"hmtools-{layer}"
-    try:
-        proj = find_project(client, project)
-    except InputError:
-        proj = _call(base, client.projects.create, title=project, label_config=LABEL_CONFIG)
+    if str(project).isdigit():
+        projects = project_set(client, project)
+        if len(projects) != 1:
+            raise InputError(f"project {project}: not found")
+    else:
+        try:
+            projects = project_set(client, project)
+        except InputError:
+            projects = []
+    if serve not in ("local-files", "upload"):
+        raise InputError(f"serve must be local-files or upload, not {serve!r}")
+    root = frames_root
     if serve == "local-files":
         root = Path(
             document_root or os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT") or frames_root
@@ -232,6 +294,16 @@ def ls_export(
                 f"{frames_root} is not under the server's local-files document "
                 f"root {root} (--document-root)"
             ) from None
+
+    def make_part() -> object:
+        title = part_title(str(project), len(projects) + 1)
+        proj = _call(base, client.projects.create, title=title, label_config=LABEL_CONFIG)
+        projects.append(proj)
+        return proj
+
+    def ensure_storage(proj) -> None:
+        if serve != "local-files":
+            return
         storages = _call(base, client.import_storage.local.list, project=proj.id)
         if not any(Path(s.path or "").resolve() == frames_root for s in storages):
             _call(
@@ -242,36 +314,67 @@ def ls_export(
                 use_blob_urls=False,
                 title="hmtools frames",
             )
-    elif serve != "upload":
-        raise InputError(f"serve must be local-files or upload, not {serve!r}")
-    existing = set()
-    for t in _call(base, client.tasks.list, project=proj.id, fields="all"):
-        key = (t.data or {}).get("hm_key")
-        if key:
-            existing.add(key)
-    rep = ExportReport(proj.id, existing=len(existing))
-    tasks = []
+
+    if not projects:
+        make_part()
+    existing: set[str] = set()
+    count: dict[int, int] = {}
+    video_project: dict[str, int] = {}  # store key of a video -> the project holding its tasks
+    for proj in projects:
+        count[proj.id] = 0
+        for t in _call(base, client.tasks.list, project=proj.id, fields="all"):
+            count[proj.id] += 1
+            key = (t.data or {}).get("hm_key")
+            if key:
+                existing.add(key)
+                video_project.setdefault(key.rsplit("/", 1)[0], proj.id)
+    rep = ExportReport(projects[0].id, existing=len(existing))
+    by_project: dict[int, list[dict]] = defaultdict(list)
     with MaskStore(store_path) as store:
         sel = _select_frames(store, layer, frames, max_tasks)
         rep.selected = len(sel)
+        todo = [r for r in sel if f"{r[0].key}/{r[1]}" not in existing]
+        new_per_video: dict[str, int] = defaultdict(int)
+        for info, *_ in todo:
+            new_per_video[info.key] += 1
+        for vkey, n_new in new_per_video.items():  # in priority order of first appearance
+            if vkey in video_project:
+                pid = video_project[vkey]
+                if count[pid] + n_new > max_tasks_per_project:
+                    log.warning(
+                        "video %s: its %d new tasks join its project %d past %d tasks "
+                        "(a video's tasks stay together)",
+                        vkey,
+                        n_new,
+                        pid,
+                        max_tasks_per_project,
+                    )
+            else:
+                room = [p.id for p in projects if count[p.id] + n_new <= max_tasks_per_project]
+                pid = room[0] if room else make_part().id
+                if not room:
+                    count[pid] = 0
+                video_project[vkey] = pid
+            count[pid] += n_new
+        for proj in projects:
+            if proj.id in set(video_project[v] for v in new_per_video):
+                ensure_storage(proj)
         cache: dict[str, object] = {}
         locator = FrameLocator(frames_root)
-        for info, frame, row, score in sel:
+        for info, frame, row, score in todo:
             key = f"{info.key}/{frame}"
-            if key in existing:
-                continue
             # by number, whatever the extension and padding (PNG masks of JPEG frames)
             img = locator.frame(info.video_id, frame, info.attrs.get("frames_dir"))
             if serve == "local-files":
                 image = f"/data/local-files/?d={img.relative_to(root).as_posix()}"
             else:
-                image = _upload(client, base, proj.id, img)
+                image = _data_uri(img)
             if info.key not in cache:
                 cache[info.key] = store.read_layer(info.video_id, layer)
             d = cache[info.key]
             mask = rle.decode([d.rles[row]], info.height, info.width)[0]
             s = None if np.isnan(score) else float(score)
-            tasks.append(
+            by_project[video_project[info.key]].append(
                 {
                     "data": {
                         "image": image,
@@ -291,20 +394,34 @@ def ls_export(
                     ],
                 }
             )
-    for i in range(0, len(tasks), 200):
-        _call(
-            base,
-            client.projects.import_tasks,
-            proj.id,
-            request=tasks[i : i + 200],
-            commit_to_project=True,
-        )
-    rep.created = len(tasks)
-    # the labelling stream shows only predictions of the project's model version (the server
-    # accepts a version only once predictions of it exist)
-    if tasks or existing:
-        _call(base, client.projects.update, proj.id, model_version=model_version)
+    for proj in projects:
+        tasks = by_project.get(proj.id, [])
+        for batch in _batches(tasks):
+            _call(
+                base, client.projects.import_tasks, proj.id, request=batch, commit_to_project=True
+            )
+        rep.created += len(tasks)
+        rep.projects[proj.id] = (proj.title, len(tasks), count[proj.id])
+        # the labelling stream shows only predictions of the project's model version (the
+        # server accepts a version only once predictions of it exist)
+        if count[proj.id]:
+            _call(base, client.projects.update, proj.id, model_version=model_version)
     return rep
+
+
+def _batches(tasks: list[dict], n: int = 200, max_bytes: int = REQUEST_BYTES):
+    """Import requests of at most ``n`` tasks and about ``max_bytes`` of JSON."""
+    batch: list[dict] = []
+    size = 0
+    for t in tasks:
+        b = len(t["data"]["image"]) + 2000 + 3 * t["data"]["height"] * t["data"]["width"] // 50
+        if batch and (len(batch) >= n or size + b > max_bytes):
+            yield batch
+            batch, size = [], 0
+        batch.append(t)
+        size += b
+    if batch:
+        yield batch
 
 
 def _brush_result(values: list[int], h: int, w: int) -> dict:
@@ -319,31 +436,17 @@ def _brush_result(values: list[int], h: int, w: int) -> dict:
     }
 
 
-def _upload(client, base: str, project_id: int, img: Path) -> str:
-    """Upload one frame to the project's file storage; returns the URL Label Studio serves."""
-    import httpx
+def _data_uri(img: Path) -> str:
+    """The frame file as a ``data:`` URI (its bytes unchanged), for ``serve="upload"``."""
+    import base64
+    import mimetypes
 
-    wrapper = client._client_wrapper
-    with open(img, "rb") as fh:
-        r = httpx.post(
-            f"{base}/api/projects/{project_id}/import?commit_to_project=false",
-            headers=wrapper.get_headers(),
-            files={"file": (img.name, fh)},
-            timeout=60,
-        )
-    if r.status_code >= 400:
-        raise LabelStudioError(f"{base}: upload of {img} refused (HTTP {r.status_code})")
-    ids = r.json().get("file_upload_ids") or []
-    if not ids:
-        raise LabelStudioError(f"{base}: upload of {img} returned no file id")
-    info = httpx.get(
-        f"{base}/api/import/file-upload/{ids[0]}", headers=wrapper.get_headers(), timeout=60
-    ).json()
-    return (
-        info.get("file")
-        if str(info.get("file", "")).startswith("/")
-        else f"/data/{info.get('file')}"
-    )
+    mime = mimetypes.guess_type(img.name)[0] or "image/jpeg"
+    try:
+        data = img.read_bytes()
+    except OSError as e:
+        raise InputError(f"{img}: cannot read the frame ({e.strerror})") from None
+    return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -398,11 +501,15 @@ def ls_import(
         raise InputError("--policy must be latest or ground-truth")
     client = connect(url, api_key)
     base = str(client._client_wrapper.get_base_url())
-    proj = find_project(client, project)
     rep = ImportReport()
     new: dict[tuple, dict[int, tuple[bytes, int]]] = defaultdict(dict)
     sizes: dict[tuple, tuple[int, int]] = {}
-    for t in _call(base, client.tasks.list, project=proj.id, fields="all"):
+    tasks = (
+        t
+        for proj in project_set(client, project)
+        for t in _call(base, client.tasks.list, project=proj.id, fields="all")
+    )
+    for t in tasks:
         data = t.data or {}
         if "hm_key" not in data:
             continue
@@ -468,9 +575,13 @@ def ls_status(project: str, *, url: str | None = None, api_key: str | None = Non
     """Per video: done / remaining / skipped task counts."""
     client = connect(url, api_key)
     base = str(client._client_wrapper.get_base_url())
-    proj = find_project(client, project)
     out: dict[str, dict[str, int]] = defaultdict(lambda: {"done": 0, "remaining": 0, "skipped": 0})
-    for t in _call(base, client.tasks.list, project=proj.id, fields="all"):
+    tasks = (
+        t
+        for proj in project_set(client, project)
+        for t in _call(base, client.tasks.list, project=proj.id, fields="all")
+    )
+    for t in tasks:
         data = t.data or {}
         video = data.get("video", "?")
         anns = t.annotations or []

@@ -194,7 +194,12 @@ _LS_KEY = click.option(
     required=True,
     help="The frames the store's videos come from.",
 )
-@click.option("--project", required=True, help="Project title (created if missing) or id.")
+@click.option(
+    "--project",
+    required=True,
+    help="Project title (created if missing; a set NAME, NAME #2, ... when it outgrows "
+    "--max-tasks-per-project) or id.",
+)
 @click.option("--layer", default="pm", show_default=True, help="The layer to pre-annotate with.")
 @_LS_URL
 @_LS_KEY
@@ -206,14 +211,28 @@ _LS_KEY = click.option(
     help="all, low-score (score < 0.7), every:K (frame numbers divisible by K) or queue:FILE "
     "(exactly the frames of a review-queue CSV).",
 )
-@click.option("--max-tasks", type=int, default=None, help="At most this many (lowest scores).")
+@click.option(
+    "--max-tasks",
+    type=click.IntRange(min=1),
+    default=None,
+    help="At most this many (lowest scores).",
+)
+@click.option(
+    "--max-tasks-per-project",
+    type=click.IntRange(min=1),
+    default=100_000,
+    show_default=True,
+    help="Split the set over projects by whole videos past this many tasks (Label Studio's "
+    "maintainers advise <= 100k a project; its default cap is 250k).",
+)
 @click.option(
     "--serve",
     type=click.Choice(["local-files", "upload"]),
     default="local-files",
     show_default=True,
     help="local-files: the server reads --frames-root (same machine or mount); "
-    "upload: frames are uploaded (any remote server).",
+    "upload: each frame travels inside its task (any remote server; the server's database "
+    "holds the frames).",
 )
 @click.option(
     "--document-root",
@@ -231,6 +250,7 @@ def ls_export_cmd(
     api_key: str | None,
     frames: str,
     max_tasks: int | None,
+    max_tasks_per_project: int,
     serve: str,
     document_root: Path | None,
 ) -> None:
@@ -256,11 +276,14 @@ def ls_export_cmd(
         max_tasks=max_tasks,
         document_root=document_root,
         serve=serve,
+        max_tasks_per_project=max_tasks_per_project,
     )
     click.echo(
-        f"project {rep.project_id}: {rep.created} tasks created, {rep.existing} already "
-        f"there ({rep.selected} frames selected)"
+        f"{rep.created} tasks created, {rep.existing} already there ({rep.selected} frames "
+        f"selected) in {len(rep.projects)} project(s):"
     )
+    for pid, (title, new, total) in rep.projects.items():
+        click.echo(f"  project {pid} {title!r}: {new} new, {total} tasks")
 
 
 @main.command("ls-import", short_help="Bring corrected masks back into the gtm layer.")

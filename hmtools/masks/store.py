@@ -33,6 +33,7 @@ from hmtools.masks.schema import (
     VideoId,
     format_video_id,
     normalize_video_id,
+    parse_video_id_arg,
     video_id_from_json,
     video_id_from_key,
     video_id_to_json,
@@ -345,21 +346,43 @@ class MaskStore:
 
     def __contains__(self, video_id: object) -> bool:
         try:
-            return self._videos is not None and video_key(video_id) in self._videos  # type: ignore[arg-type]
+            return self._key(video_id) is not None  # type: ignore[arg-type]
         except SchemaError:
             return False
 
-    def _group(self, video_id: Sequence[str | int] | str | int) -> h5py.Group:
+    def _key(self, video_id: Sequence[str | int] | str | int) -> str | None:
+        """The store key of ``video_id``: a tuple/list id, or a string as the reports print it
+        (``name/clip``, digits as numbers, or JSON list text) -- ``None`` when absent."""
+        if self._videos is None:
+            return None
         key = video_key(video_id)
-        if self._videos is None or key not in self._videos:
-            raise InputError(
-                f"{self.path}: no video {format_video_id(normalize_video_id(video_id))}"
+        if key in self._videos:
+            return key
+        if isinstance(video_id, str) and ("/" in video_id or video_id.lstrip().startswith("[")):
+            try:
+                alt = video_key(parse_video_id_arg(video_id))
+            except SchemaError:
+                return None
+            if alt in self._videos:
+                return alt
+        return None
+
+    def _group(self, video_id: Sequence[str | int] | str | int) -> h5py.Group:
+        key = self._key(video_id)
+        if key is None:
+            shown = (
+                video_id
+                if isinstance(video_id, str)
+                else format_video_id(normalize_video_id(video_id))
             )
-        return self._videos[key]
+            raise InputError(f"{self.path}: no video {shown}")
+        return self._videos[key]  # type: ignore[index]
 
     def info(self, video_id: Sequence[str | int] | str | int) -> VideoInfo:
-        key = video_key(video_id)
-        return _video_info(key, self._group(video_id))
+        """A video's metadata; ``video_id`` as a tuple or as the reports print it
+        (``name/clip``)."""
+        g = self._group(video_id)
+        return _video_info(self._key(video_id), g)  # type: ignore[arg-type]
 
     def info_by_key(self, key: str) -> VideoInfo:
         return _video_info(key, self._videos[key])
