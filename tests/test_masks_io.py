@@ -242,3 +242,28 @@ def test_coco_export_leaves_empty_masks_without_annotation(tmp_path):
         assert np.array_equal(d.decode(8, 10), m)
         assert d.score[1] == pytest.approx(0.2) and np.isnan(d.score[2])
         assert d.origin.tolist() == [0, 0, 0]
+
+
+def test_frames_found_by_number_whatever_extension_and_padding(tmp_path):
+    """DAVIS-style: PNG masks beside JPEG frames; frames named 00012.jpg, 12.png, img_012.jpeg."""
+    from hmtools.masks.frames import FrameLocator
+
+    img = np.zeros((4, 4, 3), np.uint8)
+    (tmp_path / "f" / "dive" / "3").mkdir(parents=True)
+    (tmp_path / "f" / "plain").mkdir(parents=True)
+    for name in ("00012.jpg", "00013.jpg"):
+        cv2.imwrite(str(tmp_path / "f" / "dive" / "3" / name), img)
+    for name in ("7.png", "img_008.jpeg", "00009.jpg", "9.png"):
+        cv2.imwrite(str(tmp_path / "f" / "plain" / name), img)
+    loc = FrameLocator(tmp_path / "f")
+    assert loc.frame(("dive", 3), 12).name == "00012.jpg"
+    assert loc.frame(("plain",), 7).name == "7.png"
+    assert loc.frame(("plain",), 8).name == "img_008.jpeg"
+    with pytest.raises(InputError, match="frame 14: no image numbered 14"):
+        loc.frame(("dive", 3), 14)
+    with pytest.raises(InputError, match=r"several images have that number .*00009.jpg"):
+        loc.frame(("plain",), 9)
+    with pytest.raises(InputError, match="no frame folder under"):
+        loc.frame(("other",), 1)
+    # a store's frames_dir attribute wins over the id's folders
+    assert loc.frame(("x", 1), 13, frames_dir="dive/3").name == "00013.jpg"

@@ -12,13 +12,11 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from hmtools.cli import main
 from hmtools.errors import InputError
 from hmtools.masks import ORIGIN_CORRECTED, ORIGIN_PROPAGATED, MaskStore
 from hmtools.masks.validate import validate_store
-from tests.test_propagate import _frames_and_store, _scene
+from tests.test_propagate import _cli, _frames_and_store, _scene
 
 if os.environ.get("HMTOOLS_REQUIRE_MODELS") != "1":
     pytest.importorskip("sam2", reason="the [sam2] extra is not installed")
@@ -31,10 +29,6 @@ from hmtools.annotation.sam2_video import (  # noqa: E402
     small_sam2,
     write_small_sam2,
 )
-
-
-def _cli(*args: object):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")
