@@ -36,5 +36,10 @@ def test_demo_runs_the_whole_pipeline(tmp_path):
     assert cv2.imread(str(out / "experiment" / "report.png")).std() > 5
     assert (out / "stats" / "report.md").exists()
     assert str(out / "experiment" / "report.md") in res.output
+    # the summary says whether the demo shows learning, and where to look when it cannot
+    assert "GTM: gain over the exemplar means" in res.output
+    lo = rep["gtm"]["gain_over_exemplar_mean_ci95"][0]
+    assert ("This demo is a pipeline check" in res.output) == (lo <= 0)
+    assert lo > 0 or "benchmarks/learning.py" in res.output
     again = CliRunner().invoke(main, ["demo", "--out", str(out), "--videos", "2", "--quiet"])
     assert again.exit_code != 0 and "not empty" in again.output
