@@ -41,5 +41,5 @@ def test_demo_runs_the_whole_pipeline(tmp_path):
     lo = rep["gtm"]["gain_over_exemplar_mean_ci95"][0]
     assert ("This demo is a pipeline check" in res.output) == (lo <= 0)
     assert lo > 0 or "benchmarks/learning.py" in res.output
-    again = CliRunner().invoke(main, ["demo", "--out", str(out), "--videos", "2", "--quiet"])
+    again = CliRunner().invoke(main, ["demo", "--out", str(out), "--videos", "4", "--quiet"])
     assert again.exit_code != 0 and "not empty" in again.output
