@@ -87,3 +87,19 @@ def test_progress_in_a_log_file_is_plain_lines(caplog, monkeypatch):
     assert lines[-1].startswith("pack gtm: 3/3 videos (100 %)")
     assert not any("\r" in x for x in lines)
     assert list(progress_bar(range(2), disable=True)) == [0, 1]
+
+
+def test_a_layer_the_store_does_not_have_names_the_ones_it_has(tmp_path):
+    from hmtools.masks import LayerData, StoreWriter
+
+    with StoreWriter(tmp_path / "s.h5") as w:
+        w.add_video(("a",), height=4, width=4, num_frames=1)
+        w.write_layer(("a",), "gtm", LayerData.from_masks([0], [[[1] * 4] * 4], None))
+    for args in (
+        ["ls-export", tmp_path / "s.h5", "--frames-root", tmp_path, "--project", "p",
+         "--layer", "pmm", "--url", "http://127.0.0.1:9", "--api-key", "x"],
+        ["review-queue", tmp_path / "s.h5", "--budget", "5", "--layer", "pmm", "-o", tmp_path / "q.csv"],
+        ["unpack", tmp_path / "s.h5", "--layer", "pmm", "-o", tmp_path / "u"],
+    ):  # fmt: skip
+        r = CliRunner().invoke(main, [str(a) for a in args])
+        assert r.exit_code == 1 and "pmm" in r.output and "gtm" in r.output, (args[0], r.output)

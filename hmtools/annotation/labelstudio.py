@@ -200,6 +200,10 @@ def _select_frames(
 
     ``frames``: ``all``, ``low-score``, ``every:K`` or ``queue:FILE`` (exactly the frames a
     ``hmtools review-queue`` CSV lists; every one must be in the layer)."""
+    if layer not in store.layer_names():
+        raise InputError(
+            f"{store.path}: no layer {layer!r} (it has: {', '.join(store.layer_names()) or 'none'})"
+        )
     queue = None
     if frames.startswith("queue:"):
         from hmtools.annotation.review import read_queue
@@ -267,6 +271,11 @@ def ls_export(
     the frames)."""
     if max_tasks_per_project < 1:
         raise InputError("--max-tasks-per-project must be at least 1")
+    with MaskStore(store_path) as st:  # before the server: a wrong layer makes no project
+        if layer not in st.layer_names():
+            raise InputError(
+                f"{st.path}: no layer {layer!r} (it has: {', '.join(st.layer_names()) or 'none'})"
+            )
     client = connect(url, api_key)
     base = str(client._client_wrapper.get_base_url())
     frames_root = Path(frames_root).resolve()

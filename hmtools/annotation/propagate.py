@@ -344,7 +344,10 @@ def run_propagate(
     with MaskStore(store_path) as store:
         infos = [i for j, i in enumerate(store.videos()) if j % n == k]
         if not any(corrected in i.layers for i in store.videos()):
-            raise InputError(f"{store_path}: no video has a {corrected!r} layer to propagate")
+            raise InputError(
+                f"{store_path}: no video has a {corrected!r} layer to propagate (it has: "
+                f"{', '.join(store.layer_names()) or 'none'})"
+            )
         todo = [i for i in infos if corrected in i.layers]
         jobs: dict = {}
         if todo:

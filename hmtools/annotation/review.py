@@ -167,7 +167,10 @@ def review_queue(
     with MaskStore(store_path) as store:
         infos = [i for i in store.videos() if layer in i.layers]
         if not infos:
-            raise InputError(f"{store_path}: no video has a {layer!r} layer to choose frames from")
+            raise InputError(
+                f"{store_path}: no video has a {layer!r} layer to choose frames from (it has: "
+                f"{', '.join(store.layer_names()) or 'none'})"
+            )
         for info in infos:
             d = store.read_layer(info.video_id, layer)
             if not len(d):
