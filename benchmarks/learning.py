@@ -156,6 +156,7 @@ def run_variant(root: Path, store: Path, name: str, epochs: int, prefixes: dict)
         warmup_epochs=1,
         lr=3e-4,
         workers=0,
+        eval_every=epochs,  # judged on the final epoch only (no selection on the test set)
         out=str(out),
         **VARIANTS[name],
     )
