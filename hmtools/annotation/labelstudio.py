@@ -103,14 +103,8 @@ def _call(url: str, fn, *args, **kw):
 
 
 def find_project(client, name_or_id: str | int):
-    """A project by numeric id or by title."""
-    url = str(client._client_wrapper.get_base_url())
-    if isinstance(name_or_id, int) or str(name_or_id).isdigit():
-        return _call(url, client.projects.get, int(name_or_id))
-    for p in _call(url, client.projects.list):
-        if p.title == name_or_id:
-            return p
-    raise InputError(f"{url}: no project titled {name_or_id!r}")
+    """A project by numeric id or by title (the first of its set: :func:`project_set`)."""
+    return project_set(client, name_or_id)[0]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -200,10 +194,6 @@ def _select_frames(
 
     ``frames``: ``all``, ``low-score``, ``every:K`` or ``queue:FILE`` (exactly the frames a
     ``hmtools review-queue`` CSV lists; every one must be in the layer)."""
-    if layer not in store.layer_names():
-        raise InputError(
-            f"{store.path}: no layer {layer!r} (it has: {', '.join(store.layer_names()) or 'none'})"
-        )
     queue = None
     if frames.startswith("queue:"):
         from hmtools.annotation.review import read_queue
@@ -280,15 +270,10 @@ def ls_export(
     base = str(client._client_wrapper.get_base_url())
     frames_root = Path(frames_root).resolve()
     model_version = f"hmtools-{layer}"
-    if str(project).isdigit():
+    try:  # an unknown id is the server's error; an unknown title a new set
         projects = project_set(client, project)
-        if len(projects) != 1:
-            raise InputError(f"project {project}: not found")
-    else:
-        try:
-            projects = project_set(client, project)
-        except InputError:
-            projects = []
+    except InputError:
+        projects = []
     if serve not in ("local-files", "upload"):
         raise InputError(f"serve must be local-files or upload, not {serve!r}")
     root = frames_root
@@ -308,6 +293,7 @@ def ls_export(
         title = part_title(str(project), len(projects) + 1)
         proj = _call(base, client.projects.create, title=title, label_config=LABEL_CONFIG)
         projects.append(proj)
+        count[proj.id] = 0
         return proj
 
     def ensure_storage(proj) -> None:
@@ -324,10 +310,10 @@ def ls_export(
                 title="hmtools frames",
             )
 
-    if not projects:
-        make_part()
     existing: set[str] = set()
     count: dict[int, int] = {}
+    if not projects:
+        make_part()
     video_project: dict[str, int] = {}  # store key of a video -> the project holding its tasks
     for proj in projects:
         count[proj.id] = 0
@@ -361,12 +347,11 @@ def ls_export(
             else:
                 room = [p.id for p in projects if count[p.id] + n_new <= max_tasks_per_project]
                 pid = room[0] if room else make_part().id
-                if not room:
-                    count[pid] = 0
                 video_project[vkey] = pid
             count[pid] += n_new
+        receiving = {video_project[v] for v in new_per_video}
         for proj in projects:
-            if proj.id in set(video_project[v] for v in new_per_video):
+            if proj.id in receiving:
                 ensure_storage(proj)
         cache: dict[str, object] = {}
         locator = FrameLocator(frames_root)
