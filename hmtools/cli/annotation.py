@@ -115,12 +115,10 @@ def pseudo_mask(
     """
     from hmtools.annotation.pseudo_mask import list_videos, run_pseudo_mask
 
-    frames = None
-    if seg["segmenter"] in (None, "sam", "sam2") and (
-        seg["sam_checkpoint"] or seg["sam2_checkpoint"]
-    ):
-        frames = sum(len(j.frames) for j in list_videos(data_root, dataset, annotations)) or None
-    seg_ = build_segmenter(seg, batch_size, frames)
+    def count_frames() -> int:  # only for SAM's CPU estimate: listing a dataset costs time
+        return sum(len(j.frames) for j in list_videos(data_root, dataset, annotations))
+
+    seg_ = build_segmenter(seg, batch_size, count_frames)
     rep = run_pseudo_mask(
         data_root,
         out,

@@ -75,10 +75,12 @@ def segmenter_options(*, allow_none: bool = False) -> Callable:
     return deco
 
 
-def build_segmenter(seg: dict, batch_size: int = 4, frames: int | None = None) -> object:
+def build_segmenter(
+    seg: dict, batch_size: int = 4, frames: Callable[[], int] | None = None
+) -> object:
     """The segmenter of the ``seg`` options (``None`` for ``--segmenter none``). Says which it
     is on stderr, with the estimated time when SAM or SAM 2 would run on the CPU (``frames``:
-    how many frames the job has, for the estimate)."""
+    counts the job's frames, called only for that estimate)."""
     from hmtools.annotation.pseudo_mask import SAM_CPU_SECONDS
     from hmtools.annotation.segmenters import default_segmenter, make_segmenter
     from hmtools.devices import resolve_device
@@ -92,7 +94,8 @@ def build_segmenter(seg: dict, batch_size: int = 4, frames: int | None = None) -
     elif resolve_device(seg["device"]).type == "cpu":
         if name == "sam":
             per = SAM_CPU_SECONDS[seg["sam_model"]]
-            est = f", ~{frames * per / 3600:.1f} h for {frames} frames" if frames else ""
+            n = frames() if frames else 0
+            est = f", ~{n * per / 3600:.1f} h for {n} frames" if n else ""
             click.echo(
                 f"SAM {seg['sam_model']} on the CPU: ~{per:.0f} s per 720p frame{est} -- "
                 "SAM is a GPU job (--device cuda)",
