@@ -14,22 +14,32 @@ the true mask of exactly the frames asked for:
    convention: empty against empty counts 1) and over the frames that show the person, and the
    seconds per propagated frame.
 
+``--ceiling P`` adds, on DAVIS at P % evenly spaced corrections, where the weight-free engine
+tops out: (i) the true mask carried k = 1, 2, 3, 5 frames by the DIS flow that ``propagate``
+uses, chained step by step and as one direct flow, next to not moving it; (ii) the ingredients
+``propagate`` combines, each alone (forward carry, backward carry, the pseudo mask), the best of
+them chosen per frame by an oracle that knows the truth, and ``propagate``'s own combination;
+(iii) the best of 36 other combination rules (weight of the pseudo mask, distance exponent,
+threshold) -- a bound on what tuning the combination could add.
+
 Usage: python benchmarks/propagation.py [--synthetic 6] [--seed 11] [--height 256]
-       [--budgets 0 2 5 10 20] [--segmenter blazepose] [--work DIR]
+       [--budgets 0 2 5 10 20] [--segmenter blazepose] [--ceiling 10] [--work DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from hmtools.annotation.propagate import run_propagate
+from hmtools.annotation.propagate import Flow, _carry, propagate_video, run_propagate
 from hmtools.annotation.pseudo_mask import run_pseudo_mask
 from hmtools.annotation.review import review_queue
 from hmtools.annotation.segmenters import default_weight_free, make_segmenter
@@ -131,6 +141,113 @@ def evaluate_set(
     return rows
 
 
+def _j(a: np.ndarray, b: np.ndarray) -> float:
+    u = np.count_nonzero(a | b)
+    return 1.0 if u == 0 else np.count_nonzero(a & b) / u
+
+
+def ceiling(seq: Path, pm_store: Path, share: float, seg_name: str) -> dict:
+    """The weight-free engine's ceiling on one real sequence (module doc, ``--ceiling``)."""
+    frames = [cv2.imread(str(p)) for p in sorted((seq / "JPEGImages").glob("*.jpg"))]
+    gt = [cv2.imread(str(p), 0) > 127 for p in sorted((seq / "Annotations").glob("*.png"))]
+    gray = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]
+    n = len(frames)
+    with MaskStore(pm_store) as s:
+        info = next(iter(s.videos()))
+        pm = s.read_layer(info.video_id, "pm").decode(info.height, info.width) > 0
+    flow = Flow()
+    out: dict = {"flow": {}}
+    # (i) the true mask carried k frames: chained (as propagate does) and in one direct flow
+    for k in (1, 2, 3, 5):
+        chained, direct, still = [], [], []
+        for s0 in range(0, n - k, 5):
+            m = gt[s0].astype(np.float32)
+            for t in range(s0 + 1, s0 + k + 1):
+                m = flow.carry(m, gray[t - 1], gray[t])
+            chained.append(_j(m >= 0.5, gt[s0 + k]))
+            d = flow.carry(gt[s0].astype(np.float32), gray[s0], gray[s0 + k])
+            direct.append(_j(d >= 0.5, gt[s0 + k]))
+            still.append(_j(gt[s0], gt[s0 + k]))
+        out["flow"][k] = {
+            "chained": float(np.mean(chained)),
+            "direct": float(np.mean(direct)),
+            "not_moved": float(np.mean(still)),
+        }
+    # (ii) the ingredients at evenly spaced corrections, alone and with an oracle's choice
+    k = math.ceil(n * share / 100)
+    anchors = [int(a) for a in np.unique(np.round(np.linspace(0, n - 1, k)).astype(int))]
+    seg = make_segmenter(seg_name)
+    gaps = [(-1, anchors[0]), *zip(anchors[:-1], anchors[1:], strict=True), (anchors[-1], n)]
+    carried: dict[int, tuple] = {}
+    for left, right in gaps:
+        inside = list(range(left + 1, right))
+        if not inside:
+            continue
+        states = dict(zip(inside, seg.encode([frames[t] for t in inside]), strict=True))
+        fwd = _carry(gray, states, left, inside, gt[left], flow, seg, 0.35) if left >= 0 else {}
+        bwd = (
+            _carry(gray, states, right, inside[::-1], gt[right], flow, seg, 0.35)
+            if right < n
+            else {}
+        )
+        for t in inside:
+            carried[t] = (fwd.get(t), bwd.get(t))
+    parts: dict[str, list[float]] = {"forward": [], "backward": [], "pseudo_mask": [], "oracle": []}
+    for t, (f, b) in carried.items():
+        js = [_j(pm[t], gt[t])]
+        parts["pseudo_mask"].append(js[0])
+        for name, c in (("forward", f), ("backward", b)):
+            if c is not None:
+                js.append(_j(c.soft >= 128, gt[t]))
+                parts[name].append(js[-1])
+        parts["oracle"].append(max(js))
+    corr = {a: gt[a].astype(np.uint8) for a in anchors}
+    prior = {t: pm[t].astype(np.uint8) for t in range(n)}
+    masks, _ = propagate_video(frames, corr, seg, prior=prior)
+    # every frame counted, the corrected ones as 1 (as the budgets' J)
+    out["ingredients"] = {
+        name: (float(np.sum(v)) + len(anchors)) / n if name == "oracle" else float(np.mean(v))
+        for name, v in parts.items()
+    }
+    out["ingredients"]["propagate"] = float(np.mean([_j(masks[t] > 0, gt[t]) for t in range(n)]))
+    # (iii) other combination rules over the same carried masks
+    best = (0.0, None)
+    for pw, p, thr in itertools.product((0.0, 0.1, 0.2, 0.4), (0.5, 1.0, 2.0), (0.4, 0.45, 0.5)):
+        js = []
+        for t in range(n):
+            if t in corr:
+                js.append(1.0)
+                continue
+            cs = [c for c in carried[t] if c is not None]
+            ws = [1.0 / c.distance**p for c in cs]
+            soft = sum(w * c.soft.astype(np.float32) / 255 for w, c in zip(ws, cs, strict=True))
+            soft = (soft + pw * pm[t]) / (sum(ws) + pw)
+            js.append(_j(soft >= thr, gt[t]))
+        if np.mean(js) > best[0]:
+            best = (float(np.mean(js)), {"prior_weight": pw, "distance_power": p, "threshold": thr})
+    out["best_rule"] = {"J": best[0], **(best[1] or {})}
+    out["budget"], out["corrected"] = share, len(anchors)
+    return out
+
+
+def print_ceiling(c: dict) -> None:
+    print(
+        f"\nceiling on DAVIS dance-twirl, {c['budget']:g} % evenly spaced ({c['corrected']} frames)"
+    )
+    print("  (i) true mask carried k frames (J):  k  chained  direct  not moved")
+    for k, r in c["flow"].items():
+        print(f"{'':39}{k:>2}  {r['chained']:7.3f} {r['direct']:7.3f} {r['not_moved']:9.3f}")
+    i = c["ingredients"]
+    print(f"  (ii) alone: forward {i['forward']:.3f}, backward {i['backward']:.3f}, pseudo mask "
+          f"{i['pseudo_mask']:.3f} (propagated frames); per-frame oracle choice {i['oracle']:.3f}, "
+          f"propagate {i['propagate']:.3f} (all frames)")  # fmt: skip
+    b = c["best_rule"]
+    print(
+        f"  (iii) best of 36 combination rules: {b['J']:.3f} (pseudo-mask weight "
+        f"{b['prior_weight']}, 1/distance^{b['distance_power']}, threshold {b['threshold']})"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--synthetic", type=int, default=6, help="synthetic dives (0: none)")
@@ -138,6 +255,7 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=256)
     ap.add_argument("--budgets", type=float, nargs="+", default=[0, 2, 5, 10, 20])
     ap.add_argument("--segmenter", default=None, help="default: the weight-free default")
+    ap.add_argument("--ceiling", type=float, default=None, help="DAVIS ceiling at this budget")
     ap.add_argument("--work", type=Path, default=None)
     args = ap.parse_args()
     seg = args.segmenter or default_weight_free()
@@ -158,6 +276,10 @@ def main() -> None:
         results["davis dance-twirl"] = evaluate_set(
             "davis", d / "frames", d / "truth.h5", d, budgets, seg
         )
+        if args.ceiling is not None:
+            results["davis ceiling"] = ceiling(
+                DAVIS / "dance-twirl", d / "pm.h5", args.ceiling, seg
+            )
     else:
         print(f"(no {DAVIS}: DAVIS part skipped)")
     if args.synthetic:
@@ -181,6 +303,8 @@ def main() -> None:
     print(f"{'set':<22} {'budget':>6} {'frames':>6} {'queue+prop':>11} {'(a) no prop':>11} "
           f"{'(b) uniform+prop':>16} {'s/frame':>8}   (mean J, all frames / frames with a person)")  # fmt: skip
     for name, rows in results.items():
+        if name == "davis ceiling":
+            continue
         for b in budgets:
             r = rows[str(b)]
 
@@ -190,6 +314,8 @@ def main() -> None:
             spf = r.get("queue_propagate_seconds_per_frame", float("nan"))
             print(f"{name:<22} {b:>5}% {r['frames_corrected']:>6} {cell('queue_propagate'):>11} "
                   f"{cell('no_propagation'):>11} {cell('uniform_propagate'):>16} {spf:8.3f}")  # fmt: skip
+    if "davis ceiling" in results:
+        print_ceiling(results["davis ceiling"])
     (work / "propagation.json").write_text(json.dumps(results, indent=2))
     print(f"\nwritten: {work / 'propagation.json'}")
 
