@@ -12,7 +12,8 @@ makes them), then on the same split:
   stretched to its length): does the mask make a difference, and which way?
 
 For each run: the final epoch's test Spearman rho, its gain over the exemplar means with a 95 %
-paired bootstrap interval over the test clips, the Spearman rho of the predicted offset
+paired bootstrap interval over the test clips, its difference from the gtm run on the same clips
+(paired interval), the Spearman rho of the predicted offset
 (predicted - exemplar mean) against the true one, and seconds per epoch and in all. All runs of
 a seed share one frozen-prefix cache (computed once). Prints one table; writes
 ``<work>/learning.json``.
@@ -189,6 +190,20 @@ def run_variant(
     }
 
 
+def versus_gtm(root: Path, name: str) -> dict | None:
+    """rho(variant) - rho(gtm) on the same test clips, with a 95 % paired bootstrap interval
+    (from the two runs' saved final predictions): does the mask make a difference, which way?"""
+    a, b = (
+        root / "runs" / name / "predictions_last.csv",
+        root / "runs" / "gtm" / "predictions_last.csv",
+    )
+    if name == "gtm" or not (a.exists() and b.exists()):
+        return None
+    m = pd.read_csv(a).merge(pd.read_csv(b), on="video", suffixes=("", "_gtm"))
+    g = rho_interval(m["true"].to_numpy(), m["predicted"].to_numpy(), m["predicted_gtm"].to_numpy())
+    return {"estimate": g["estimate"], "ci": g["ci"], "videos": len(m)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
@@ -220,11 +235,15 @@ def main() -> None:
                 r[v] = run_variant(root, store, v, args.epochs, prefixes, args.sve)
                 r[v]["sve"] = args.sve
                 out_json.write_text(json.dumps(results, indent=2))
+            if "vs_gtm" not in r[v] and (d := versus_gtm(root, v)):
+                r[v]["vs_gtm"] = d
+                out_json.write_text(json.dumps(results, indent=2))
             print(f"  seed {seed} {v}: {json.dumps(r[v])}", flush=True)
     print()
     print(
         f"{'seed':>4} {'run':<9} {'train/test':>10} {'rho':>6} {'ex.mean':>7} "
-        f"{'gain [95 %]':>22} {'offset rho':>10} {'s/epoch':>8} {'total s':>8}"
+        f"{'gain [95 %]':>22} {'offset rho':>10} {'s/epoch':>8} {'total s':>8} "
+        f"{'rho - rho(gtm) [95 %]':>24}"
     )
     for seed in args.seeds:
         r = results[str(seed)]
@@ -238,9 +257,13 @@ def main() -> None:
                 if "seconds" in m
                 else f"{'':>8} {'':>8}"
             )
+            vs = m.get("vs_gtm")
+            vs_txt = (
+                f" {vs['estimate']:+7.3f} [{vs['ci'][0]:+.3f}, {vs['ci'][1]:+.3f}]" if vs else ""
+            )
             print(
                 f"{seed:>4} {name:<9} {tt:>10} {m['rho']:6.3f} {m['exemplar_mean_rho']:7.3f} "
-                f"{m['gain']:+7.3f} [{lo:+.3f}, {hi:+.3f}] {m['offset_rho']:10.3f} {secs}"
+                f"{m['gain']:+7.3f} [{lo:+.3f}, {hi:+.3f}] {m['offset_rho']:10.3f} {secs}{vs_txt}"
             )
     print(f"\nwritten: {out_json}")
 
