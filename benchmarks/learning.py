@@ -20,8 +20,8 @@ a seed share one frozen-prefix cache (computed once). Prints one table; writes
 
 The small config runs without its SVE by default (``--sve`` keeps it): on seed 1 the from-scratch
 SVE changed nothing measurable (rho 0.446 with it, 0.454 without: SPEC.md) while it costs ~60 %
-of a training step on the CPU (2-4x the epoch time with two runs sharing the 2 cores), so the
-benchmark measures the masks' effect on everything else of the model.
+of a training step on the CPU (profiled with py-spy), so the benchmark measures the masks' effect
+on everything else of the model at ~2.5x the speed.
 
 Usage: python benchmarks/learning.py [--seeds 1 2 3] [--videos 300] [--test-share 0.55]
        [--epochs 20] [--variants gtm pm nomask shuffled] [--sve] [--work DIR]
@@ -235,10 +235,11 @@ def main() -> None:
                 r[v] = run_variant(root, store, v, args.epochs, prefixes, args.sve)
                 r[v]["sve"] = args.sve
                 out_json.write_text(json.dumps(results, indent=2))
+            print(f"  seed {seed} {v}: {json.dumps(r[v])}", flush=True)
+        for v in args.variants:  # once every run of the seed is there, gtm's included
             if "vs_gtm" not in r[v] and (d := versus_gtm(root, v)):
                 r[v]["vs_gtm"] = d
                 out_json.write_text(json.dumps(results, indent=2))
-            print(f"  seed {seed} {v}: {json.dumps(r[v])}", flush=True)
     print()
     print(
         f"{'seed':>4} {'run':<9} {'train/test':>10} {'rho':>6} {'ex.mean':>7} "
