@@ -110,7 +110,7 @@ def run_demo(
         echo(
             f"  This demo is a pipeline check: its {n} test videos are too few to show the model "
             "adding to exemplar selection (the interval holds 0). `python benchmarks/learning.py "
-            "--seeds 1 --variants gtm` shows learning on ~165 held-out clips (~35 min on 2 CPU "
+            "--seeds 1 --variants gtm` shows learning on ~165 held-out clips (~25 min on 2 CPU "
             "cores; without --variants it also trains pm, no-mask and shuffled-mask runs)."
         )
     echo(f"  report: {out / 'experiment' / 'report.md'}   stats: {out / 'stats' / 'report.md'}")
