@@ -39,7 +39,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hmtools.annotation.propagate import Flow, _carry, propagate_video, run_propagate
+from hmtools.annotation.propagate import Flow, _iou, carry_gap, propagate_video, run_propagate
 from hmtools.annotation.pseudo_mask import run_pseudo_mask
 from hmtools.annotation.review import review_queue
 from hmtools.annotation.segmenters import default_weight_free, make_segmenter
@@ -141,11 +141,6 @@ def evaluate_set(
     return rows
 
 
-def _j(a: np.ndarray, b: np.ndarray) -> float:
-    u = np.count_nonzero(a | b)
-    return 1.0 if u == 0 else np.count_nonzero(a & b) / u
-
-
 def ceiling(seq: Path, pm_store: Path, share: float, seg_name: str) -> dict:
     """The weight-free engine's ceiling on one real sequence (module doc, ``--ceiling``)."""
     frames = [cv2.imread(str(p)) for p in sorted((seq / "JPEGImages").glob("*.jpg"))]
@@ -164,10 +159,10 @@ def ceiling(seq: Path, pm_store: Path, share: float, seg_name: str) -> dict:
             m = gt[s0].astype(np.float32)
             for t in range(s0 + 1, s0 + k + 1):
                 m = flow.carry(m, gray[t - 1], gray[t])
-            chained.append(_j(m >= 0.5, gt[s0 + k]))
+            chained.append(_iou(m >= 0.5, gt[s0 + k]))
             d = flow.carry(gt[s0].astype(np.float32), gray[s0], gray[s0 + k])
-            direct.append(_j(d >= 0.5, gt[s0 + k]))
-            still.append(_j(gt[s0], gt[s0 + k]))
+            direct.append(_iou(d >= 0.5, gt[s0 + k]))
+            still.append(_iou(gt[s0], gt[s0 + k]))
         out["flow"][k] = {
             "chained": float(np.mean(chained)),
             "direct": float(np.mean(direct)),
@@ -178,30 +173,21 @@ def ceiling(seq: Path, pm_store: Path, share: float, seg_name: str) -> dict:
     anchors = [int(a) for a in np.unique(np.round(np.linspace(0, n - 1, k)).astype(int))]
     seg = make_segmenter(seg_name)
     gaps = [(-1, anchors[0]), *zip(anchors[:-1], anchors[1:], strict=True), (anchors[-1], n)]
+    corr = {a: gt[a].astype(np.uint8) for a in anchors}
     carried: dict[int, tuple] = {}
     for left, right in gaps:
-        inside = list(range(left + 1, right))
-        if not inside:
-            continue
-        states = dict(zip(inside, seg.encode([frames[t] for t in inside]), strict=True))
-        fwd = _carry(gray, states, left, inside, gt[left], flow, seg, 0.35) if left >= 0 else {}
-        bwd = (
-            _carry(gray, states, right, inside[::-1], gt[right], flow, seg, 0.35)
-            if right < n
-            else {}
-        )
+        inside, fwd, bwd = carry_gap(frames, gray, corr, left, right, seg, flow)
         for t in inside:
             carried[t] = (fwd.get(t), bwd.get(t))
     parts: dict[str, list[float]] = {"forward": [], "backward": [], "pseudo_mask": [], "oracle": []}
     for t, (f, b) in carried.items():
-        js = [_j(pm[t], gt[t])]
+        js = [_iou(pm[t], gt[t])]
         parts["pseudo_mask"].append(js[0])
         for name, c in (("forward", f), ("backward", b)):
             if c is not None:
-                js.append(_j(c.soft >= 128, gt[t]))
+                js.append(_iou(c.soft >= 128, gt[t]))
                 parts[name].append(js[-1])
         parts["oracle"].append(max(js))
-    corr = {a: gt[a].astype(np.uint8) for a in anchors}
     prior = {t: pm[t].astype(np.uint8) for t in range(n)}
     masks, _ = propagate_video(frames, corr, seg, prior=prior)
     # every frame counted, the corrected ones as 1 (as the budgets' J)
@@ -209,7 +195,7 @@ def ceiling(seq: Path, pm_store: Path, share: float, seg_name: str) -> dict:
         name: (float(np.sum(v)) + len(anchors)) / n if name == "oracle" else float(np.mean(v))
         for name, v in parts.items()
     }
-    out["ingredients"]["propagate"] = float(np.mean([_j(masks[t] > 0, gt[t]) for t in range(n)]))
+    out["ingredients"]["propagate"] = float(np.mean([_iou(masks[t] > 0, gt[t]) for t in range(n)]))
     # (iii) other combination rules over the same carried masks
     best = (0.0, None)
     for pw, p, thr in itertools.product((0.0, 0.1, 0.2, 0.4), (0.5, 1.0, 2.0), (0.4, 0.45, 0.5)):
@@ -222,7 +208,7 @@ def ceiling(seq: Path, pm_store: Path, share: float, seg_name: str) -> dict:
             ws = [1.0 / c.distance**p for c in cs]
             soft = sum(w * c.soft.astype(np.float32) / 255 for w, c in zip(ws, cs, strict=True))
             soft = (soft + pw * pm[t]) / (sum(ws) + pw)
-            js.append(_j(soft >= thr, gt[t]))
+            js.append(_iou(soft >= thr, gt[t]))
         if np.mean(js) > best[0]:
             best = (float(np.mean(js)), {"prior_weight": pw, "distance_power": p, "threshold": thr})
     out["best_rule"] = {"J": best[0], **(best[1] or {})}

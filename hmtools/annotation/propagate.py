@@ -200,6 +200,37 @@ def _carry(
     return out
 
 
+def carry_gap(
+    frames: list[np.ndarray],
+    gray: list[np.ndarray],
+    corrected: dict[int, np.ndarray],
+    left: int,
+    right: int,
+    segmenter: Segmenter | None,
+    flow: Flow,
+    weight: float = SEGMENTER_WEIGHT,
+) -> tuple[list[int], dict[int, _Carried], dict[int, _Carried]]:
+    """The positions strictly between corrections ``left`` and ``right`` (-1 / n: none on that
+    side) and the masks carried into them forward from ``left`` and backward from ``right``."""
+    inside = list(range(left + 1, right))
+    if not inside:
+        return inside, {}, {}
+    states: dict[int, object] = {}
+    if segmenter is not None:
+        states = dict(zip(inside, segmenter.encode([frames[t] for t in inside]), strict=True))
+    fwd = (
+        _carry(gray, states, left, inside, corrected[left] != 0, flow, segmenter, weight)
+        if left >= 0
+        else {}
+    )
+    bwd = (
+        _carry(gray, states, right, inside[::-1], corrected[right] != 0, flow, segmenter, weight)
+        if right < len(frames)
+        else {}
+    )
+    return inside, fwd, bwd
+
+
 def propagate_video(
     frames: list[np.ndarray],
     corrected: dict[int, np.ndarray],
@@ -237,24 +268,7 @@ def propagate_video(
         [(-1, anchors[0])] + list(zip(anchors[:-1], anchors[1:], strict=True)) + [(anchors[-1], n)]
     )
     for left, right in gaps:
-        inside = list(range(left + 1, right))
-        if not inside:
-            continue
-        states: dict[int, object] = {}
-        if segmenter is not None:
-            states = dict(zip(inside, segmenter.encode([frames[t] for t in inside]), strict=True))
-        fwd = (
-            _carry(gray, states, left, inside, corrected[left] != 0, flow, segmenter, weight)
-            if left >= 0
-            else {}
-        )
-        bwd = (
-            _carry(
-                gray, states, right, inside[::-1], corrected[right] != 0, flow, segmenter, weight
-            )
-            if right < n
-            else {}
-        )
+        inside, fwd, bwd = carry_gap(frames, gray, corrected, left, right, segmenter, flow, weight)
         for t in inside:
             parts = [c for c in (fwd.get(t), bwd.get(t)) if c is not None]
             wsum = sum(1.0 / c.distance for c in parts)
