@@ -14,11 +14,26 @@ skips recomputing a function of fixed weights.
 The win on CPU: the frozen part is ~71 % of the small config's I3D forward (and needs no
 backward), so after the first K epochs an epoch costs the trainable 7 x 7 part of Stage 3, the
 SAP, Stage 4, SVE, TAP and FineReg (``benchmarks/train_step.py`` measures it).
+
+Memory: a cached view of the small config holds 0.75 MB, but under glibc's default allocator a
+process grew by ~9 MB per cached clip (measured on 30-40 clips: the clip's ~10 MB of decoded
+frames and activations are freed into the heap, the long-lived prefix allocated after them pins
+the heap's top, and the dynamic mmap threshold has risen past their size). 420 training clips x 2
+views then took 7.7 GB instead of ~1.5. Prefixes are therefore computed with glibc's mmap
+threshold at 128 KiB (every large buffer of that computation, and the kept prefix, its own mapping
+returned or kept whole) and the threshold is set to glibc's ceiling (32 MiB) afterwards for the
+training steps, whose speed it keeps (the threshold left at 128 KiB made a step ~35 % slower):
+~1 MB per cached clip (:func:`compact_allocations`; a no-op off glibc).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
 import logging
+import platform
+from collections.abc import Iterator
 
 import torch
 
@@ -28,6 +43,37 @@ from hmtools.masks import format_video_id
 from hmtools.models.uni_fineparser import Prefix, UniFineParser
 
 log = logging.getLogger(__name__)
+
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+_SMALL_MMAP, _LARGE_MMAP = 128 * 1024, 32 * 1024 * 1024
+
+
+def _glibc() -> ctypes.CDLL | None:
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name or "libc.so.6")
+    except OSError:
+        return None
+
+
+_LIBC = _glibc()
+
+
+@contextlib.contextmanager
+def compact_allocations() -> Iterator[None]:
+    """Inside: buffers of 128 KiB and more are their own mappings (nothing long-lived is left
+    between freed temporaries on the heap); after: the mmap threshold at glibc's ceiling, 32 MiB
+    (module doc: what it saves and costs). A no-op where the C library is not glibc."""
+    if _LIBC is None:
+        yield
+        return
+    _LIBC.mallopt(_M_MMAP_THRESHOLD, _SMALL_MMAP)
+    try:
+        yield
+    finally:
+        _LIBC.mallopt(_M_MMAP_THRESHOLD, _LARGE_MMAP)
 
 
 class PrefixCache:
@@ -80,14 +126,17 @@ class PrefixCache:
                 (c.cached_modules, c.i3d_width, c.use_sve),
             )
             prefix = self.shared.get(skey)
-            it = self.clips.item(i, video=prefix is None)  # frames only to compute a prefix
-            if prefix is None:
-                with torch.no_grad():
-                    p = self.model.encode_prefix(it["video"][None].to(self.device))
-                frames = None
-                if p.frames is not None:  # exactly the clip's uint8 pixels: store them so
-                    frames = ((p.frames + 1.0) * 127.5).round().to(torch.uint8).cpu()
-                prefix = self.shared[skey] = Prefix(p.features.cpu(), frames)
+            with compact_allocations():
+                it = self.clips.item(i, video=prefix is None)  # frames only to compute a prefix
+                if prefix is None:
+                    with torch.no_grad():
+                        p = self.model.encode_prefix(it["video"][None].to(self.device))
+                    frames = None
+                    if p.frames is not None:  # exactly the clip's uint8 pixels: store them so
+                        frames = ((p.frames + 1.0) * 127.5).round().to(torch.uint8).cpu()
+                    prefix = self.shared[skey] = Prefix(p.features.cpu(), frames)
+                    del p
+                it.pop("video", None)
             entry = {k: v for k, v in it.items() if k != "video"}
             entry["prefix"] = prefix
             self._store[key] = entry
