@@ -111,7 +111,7 @@ def run_demo(
             f"  This demo is a pipeline check: its {n} test videos are too few to show the model "
             "adding to exemplar selection (the interval holds 0). `python benchmarks/learning.py "
             "--seeds 5 --variants gtm` shows learning on ~180 held-out clips after ~420 training "
-            "clips (~50 min on 2 CPU cores; without --variants it also trains pm, no-mask and "
+            "clips (~35-50 min on 2 CPU cores; without --variants it also trains pm, no-mask and "
             "shuffled-mask runs)."
         )
     echo(f"  report: {out / 'experiment' / 'report.md'}   stats: {out / 'stats' / 'report.md'}")
