@@ -57,9 +57,11 @@ from hmtools.datasets.synth import generate  # noqa: E402
 from hmtools.engine import TrainConfig, train  # noqa: E402
 from hmtools.engine.evaluate import rho_interval  # noqa: E402
 from hmtools.engine.train import load_data  # noqa: E402
+from hmtools.fsutil import atomic_write_text, staged_dir  # noqa: E402
 from hmtools.masks import LayerData, MaskStore, StoreWriter, merge_stores  # noqa: E402
 from hmtools.models.build import build_model  # noqa: E402
 from hmtools.models.weights import KINETICS400  # noqa: E402
+from hmtools.safe_pickle import load_pickle  # noqa: E402
 
 VARIANTS = {
     "gtm": dict(masks="gtm"),
@@ -131,18 +133,15 @@ def train_subset(root: Path, clips: int | None, seed: int) -> Path:
     if clips is None:
         return root / "Annotations"
     ann = root / f"Annotations-train{clips}"
-    if not ann.exists():
-        tmp = root / f".Annotations-train{clips}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(root / "Annotations", tmp)
-        with open(tmp / "train_split.pkl", "rb") as f:
-            keys = pickle.load(f)
-        if clips > len(keys):
-            raise SystemExit(f"--train-clips {clips}: the training split has {len(keys)} clips")
-        keep = np.sort(np.random.default_rng(seed).permutation(len(keys))[:clips])
-        with open(tmp / "train_split.pkl", "wb") as f:
-            pickle.dump([keys[i] for i in keep], f)
-        tmp.rename(ann)
+    if ann.exists():
+        return ann
+    keys = load_pickle(root / "Annotations" / "train_split.pkl")
+    if clips > len(keys):
+        raise SystemExit(f"--train-clips {clips}: the training split has {len(keys)} clips")
+    keep = np.sort(np.random.default_rng(seed).permutation(len(keys))[:clips])
+    with staged_dir(ann) as stage:
+        shutil.copytree(root / "Annotations", stage, dirs_exist_ok=True)
+        (stage / "train_split.pkl").write_bytes(pickle.dumps([keys[i] for i in keep]))
     return ann
 
 
@@ -174,14 +173,15 @@ def ridge_probe(root: Path, annotations: Path) -> dict:
     y_te = np.array([s.final_score for s in data.test])
     off = ridge(f_tr, y_tr - base_tr, f_te)
     pred = base_te + off
-    pd.DataFrame(
+    table = pd.DataFrame(
         {
             "video": [s.name for s in data.test],
             "true": y_te,
             "predicted": pred,
             "exemplar_mean": base_te,
         }
-    ).to_csv(ridge_file(root, annotations), index=False)
+    )
+    atomic_write_text(ridge_file(root, annotations), table.to_csv(index=False))
     g = rho_interval(y_te, pred, base_te)
     return {
         "train": len(data.train),
@@ -246,8 +246,8 @@ def paired(a: Path, b: Path) -> dict | None:
     saved prediction files (``None`` until both exist)."""
     if not (a.exists() and b.exists()):
         return None
-    m = pd.read_csv(a).merge(pd.read_csv(b), on="video", suffixes=("", "_gtm"))
-    g = rho_interval(m["true"].to_numpy(), m["predicted"].to_numpy(), m["predicted_gtm"].to_numpy())
+    m = pd.read_csv(a).merge(pd.read_csv(b), on="video", suffixes=("", "_b"))
+    g = rho_interval(m["true"].to_numpy(), m["predicted"].to_numpy(), m["predicted_b"].to_numpy())
     return {"estimate": g["estimate"], "ci": g["ci"], "videos": len(m)}
 
 
@@ -281,6 +281,10 @@ def main() -> None:
     out_json = args.work / "learning.json"
     if out_json.exists():
         results = json.loads(out_json.read_text())
+
+    def save() -> None:
+        atomic_write_text(out_json, json.dumps(results, indent=2))
+
     cut = f"-train{args.train_clips}" if args.train_clips is not None else ""
     labels = [f"{seed}{cut}" for seed in args.seeds]
     for seed, label in zip(args.seeds, labels, strict=True):
@@ -294,7 +298,7 @@ def main() -> None:
         r = results.setdefault(label, {})
         if "ridge" not in r or not ridge_file(root, ann).exists():
             r["ridge"] = ridge_probe(root, ann)
-            out_json.write_text(json.dumps(results, indent=2))
+            save()
         prefixes: dict = {}
         for v in args.variants:
             if v not in r:
@@ -302,15 +306,16 @@ def main() -> None:
                     root, store, v, args.epochs, prefixes, args.sve, annotations=ann, runs=runs
                 )
                 r[v].update(sve=args.sve, epochs=args.epochs)
-                out_json.write_text(json.dumps(results, indent=2))
+                save()
             print(f"  seed {label} {v}: {json.dumps(r[v])}", flush=True)
         for v in args.variants:  # once every run of the seed is there, gtm's included
             if "vs_gtm" not in r[v] and (d := versus_gtm(root, v, runs)):
                 r[v]["vs_gtm"] = d
+                save()
             pred = root / runs / v / "predictions_last.csv"
             if "vs_ridge" not in r[v] and (d := paired(pred, ridge_file(root, ann))):
                 r[v]["vs_ridge"] = d
-            out_json.write_text(json.dumps(results, indent=2))
+                save()
     print()
     print(
         f"{'seed':>10} {'run':<9} {'train/test':>10} {'rho':>6} {'ex.mean':>7} "
