@@ -23,7 +23,15 @@ views then took 7.7 GB instead of ~1.5. Prefixes are therefore computed with gli
 threshold at 128 KiB (every large buffer of that computation, and the kept prefix, its own mapping
 returned or kept whole) and the threshold is set to glibc's ceiling (32 MiB) afterwards for the
 training steps, whose speed it keeps (the threshold left at 128 KiB made a step ~35 % slower):
-~1 MB per cached clip (:func:`compact_allocations`; a no-op off glibc).
+~1 MB per cached clip (:func:`compact_allocations`; a no-op off glibc). That held while prefixes
+were computed one after another; in training, a prefix computed between two steps was placed by
+malloc in a chunk a step had freed, in the middle of the heap, and the next steps' buffers grew
+the heap around it. Measured on 135 training clips of the small config (one process each, the
+growth from 58 to 269 cached clip views): 3.7 MB more per clip view, ~5x its 0.75 MB (the
+process grew 1.31 GB over 2 epochs x 2 views). Each view's prefixes therefore live in one slab
+allocated for all clips at once (its own mapping; a row is touched only when its clip is cached)
+and a prefix is copied into its row: 0.67 MB more per clip view, its bytes (the same run grew
+0.61 GB, ~0.4 GB of it Adam's state and the steps' buffers).
 """
 
 from __future__ import annotations
@@ -101,6 +109,7 @@ class PrefixCache:
         self.views = views
         self.device = torch.device(device)
         self._store: dict[tuple[int, int], dict] = {}
+        self._slabs: dict[tuple[int, str], torch.Tensor] = {}
         # prefixes by (train, seed, view, video id, clip and model settings): two runs of one
         # model config on the same clips (gtm and pm in `hmtools experiment`) share them; the
         # rest of an item (its mask target above all) is always the run's own
@@ -134,7 +143,7 @@ class PrefixCache:
                     frames = None
                     if p.frames is not None:  # exactly the clip's uint8 pixels: store them so
                         frames = ((p.frames + 1.0) * 127.5).round().to(torch.uint8).cpu()
-                    prefix = self.shared[skey] = Prefix(p.features.cpu(), frames)
+                    prefix = self.shared[skey] = self._keep(view, i, p.features, frames)
                     del p
                 it.pop("video", None)
             entry = {k: v for k, v in it.items() if k != "video"}
@@ -152,6 +161,30 @@ class PrefixCache:
                     self.views,
                 )
         return entry
+
+    def _keep(
+        self, view: int, i: int, features: torch.Tensor, frames: torch.Tensor | None
+    ) -> Prefix:
+        """The prefix copied into row ``i`` of its view's slab: one allocation per view for all
+        clips, so the kept prefixes do not sit between the training steps' freed buffers
+        (module doc)."""
+        parts = []
+        for name, t in (("features", features), ("frames", frames)):
+            if t is None:
+                parts.append(None)
+                continue
+            t = t.detach().cpu()
+            slab = self._slabs.get((view, name))
+            if slab is None or slab.shape[1:] != t.shape or slab.dtype != t.dtype:
+                if slab is not None:  # clips of unequal shapes: each keeps its own copy
+                    parts.append(t.clone())
+                    continue
+                slab = self._slabs[view, name] = torch.empty(
+                    (len(self.clips), *t.shape), dtype=t.dtype
+                )
+            slab[i].copy_(t)
+            parts.append(slab[i])
+        return Prefix(parts[0], parts[1])
 
     def prefix(self, entries: list[dict], device: torch.device | str) -> Prefix:
         """The batch prefix of some cached items, on ``device``, frames back in [-1, 1]."""

@@ -47,7 +47,7 @@ class TrainConfig:
     sport: str | None = None  # AQA-7: one sport class per model
     max_steps_per_epoch: int | None = None  # for smoke runs
     # frozen-prefix cache (hmtools.engine.cache): K augmented views per training clip, computed
-    # once; 0 = off; None = 4 when the config's I3D is frozen below the SAP (``small``), else off
+    # once; 0 = off; None = 2 when the config's I3D is frozen below the SAP (``small``), else off
     cache_views: int | None = None
 
     def to_json(self) -> str:
