@@ -30,8 +30,13 @@ SVE changed nothing measurable (rho 0.446 with it, 0.454 without: SPEC.md) while
 of a training step on the CPU (profiled with py-spy), so the benchmark measures the masks' effect
 on everything else of the model at ~2.5x the speed.
 
+``--cache-views K`` caches K augmented views per training clip instead of 2 (runs in
+``seedS/runs-viewsK``, rows ``S-viewsK``; the ridge probe is reused): 4 views changed nothing
+measurable on seeds 4-6 (SPEC.md, "More augmented views").
+
 Usage: python benchmarks/learning.py [--seeds 4 5 6] [--videos 600] [--test-share 0.3]
-       [--epochs 10] [--train-clips N] [--cache-views K] [--variants gtm pm nomask shuffled] [--sve] [--work DIR]
+       [--epochs 10] [--train-clips N] [--cache-views K]
+       [--variants gtm pm nomask shuffled] [--sve] [--work DIR]
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ from hmtools.annotation.pseudo_mask import run_pseudo_mask  # noqa: E402
 from hmtools.annotation.segmenters import default_weight_free, make_segmenter  # noqa: E402
 from hmtools.datasets.synth import generate  # noqa: E402
 from hmtools.engine import TrainConfig, train  # noqa: E402
+from hmtools.engine.cache import DEFAULT_VIEWS  # noqa: E402
 from hmtools.engine.evaluate import rho_interval  # noqa: E402
 from hmtools.engine.train import load_data  # noqa: E402
 from hmtools.fsutil import atomic_write_text, staged_dir  # noqa: E402
@@ -203,7 +209,7 @@ def run_variant(
     sve: bool = False,
     annotations: Path | None = None,
     runs: str = "runs",
-    views: int = 2,
+    views: int = DEFAULT_VIEWS,
 ) -> dict:
     out = root / runs / name
     spec = dict(VARIANTS[name])
@@ -279,9 +285,9 @@ def main() -> None:
     ap.add_argument(
         "--cache-views",
         type=int,
-        default=2,
-        help="augmented views cached per training clip (runs in runs-viewsK, rows S-viewsK "
-        "unless 2)",
+        default=DEFAULT_VIEWS,
+        help=f"augmented views cached per training clip (runs in runs-viewsK, rows S-viewsK "
+        f"unless {DEFAULT_VIEWS})",
     )
     ap.add_argument("--sve", action="store_true", help="keep the small config's SVE")
     ap.add_argument("--work", type=Path, default=Path("learning-bench"))
@@ -295,7 +301,7 @@ def main() -> None:
         atomic_write_text(out_json, json.dumps(results, indent=2))
 
     subset = f"-train{args.train_clips}" if args.train_clips is not None else ""
-    cut = subset + (f"-views{args.cache_views}" if args.cache_views != 2 else "")
+    cut = subset + (f"-views{args.cache_views}" if args.cache_views != DEFAULT_VIEWS else "")
     labels = [f"{seed}{cut}" for seed in args.seeds]
     for seed, label in zip(args.seeds, labels, strict=True):
         root = args.work / f"seed{seed}"
@@ -306,9 +312,9 @@ def main() -> None:
         ann = train_subset(root, args.train_clips, seed)
         runs = f"runs{cut}"
         r = results.setdefault(label, {})
-        if "ridge" not in r and ridge_file(root, ann).exists():  # the views change no probe
-            r["ridge"] = results.get(f"{seed}{subset}", {}).get("ridge")
-        if not r.get("ridge") or not ridge_file(root, ann).exists():
+        # the views change no probe: a views run reuses the ridge of its seed (and subset)
+        r["ridge"] = r.get("ridge") or results.get(f"{seed}{subset}", {}).get("ridge")
+        if not r["ridge"] or not ridge_file(root, ann).exists():
             r["ridge"] = ridge_probe(root, ann)
             save()
         prefixes: dict = {}

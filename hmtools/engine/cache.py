@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 _SMALL_MMAP, _LARGE_MMAP = 128 * 1024, 32 * 1024 * 1024
+# augmented views cached per training clip when TrainConfig.cache_views is None
+DEFAULT_VIEWS = 2
 
 
 def _glibc() -> ctypes.CDLL | None:
@@ -142,8 +144,10 @@ class PrefixCache:
                         p = self.model.encode_prefix(it["video"][None].to(self.device))
                     frames = None
                     if p.frames is not None:  # exactly the clip's uint8 pixels: store them so
-                        frames = ((p.frames + 1.0) * 127.5).round().to(torch.uint8).cpu()
-                    prefix = self.shared[skey] = self._keep(view, i, p.features, frames)
+                        u8 = ((p.frames + 1.0) * 127.5).round().to(torch.uint8).cpu()
+                        frames = self._row(view, "frames", i, u8)
+                    features = self._row(view, "features", i, p.features.cpu())
+                    prefix = self.shared[skey] = Prefix(features, frames)
                     del p
                 it.pop("video", None)
             entry = {k: v for k, v in it.items() if k != "video"}
@@ -162,29 +166,18 @@ class PrefixCache:
                 )
         return entry
 
-    def _keep(
-        self, view: int, i: int, features: torch.Tensor, frames: torch.Tensor | None
-    ) -> Prefix:
-        """The prefix copied into row ``i`` of its view's slab: one allocation per view for all
-        clips, so the kept prefixes do not sit between the training steps' freed buffers
-        (module doc)."""
-        parts = []
-        for name, t in (("features", features), ("frames", frames)):
-            if t is None:
-                parts.append(None)
-                continue
-            t = t.detach().cpu()
-            slab = self._slabs.get((view, name))
-            if slab is None or slab.shape[1:] != t.shape or slab.dtype != t.dtype:
-                if slab is not None:  # clips of unequal shapes: each keeps its own copy
-                    parts.append(t.clone())
-                    continue
-                slab = self._slabs[view, name] = torch.empty(
-                    (len(self.clips), *t.shape), dtype=t.dtype
-                )
-            slab[i].copy_(t)
-            parts.append(slab[i])
-        return Prefix(parts[0], parts[1])
+    def _row(self, view: int, name: str, i: int, t: torch.Tensor) -> torch.Tensor:
+        """``t`` copied into row ``i`` of its view's slab for ``name``: one allocation per view for
+        all clips, so the kept prefixes do not sit between the training steps' freed buffers
+        (module doc). A clip whose prefix has another shape than the slab's keeps its own copy."""
+        slab = self._slabs.get((view, name))
+        if slab is None:
+            slab = torch.empty((len(self.clips), *t.shape), dtype=t.dtype)
+            self._slabs[view, name] = slab
+        if slab.shape[1:] != t.shape or slab.dtype != t.dtype:
+            return t.clone()
+        slab[i].copy_(t)
+        return slab[i]
 
     def prefix(self, entries: list[dict], device: torch.device | str) -> Prefix:
         """The batch prefix of some cached items, on ``device``, frames back in [-1, 1]."""

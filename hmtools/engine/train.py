@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Sampler
 from hmtools.datasets.clips import ClipConfig, ClipDataset, ExemplarIndex, PairDataset
 from hmtools.datasets.records import AQA7_CLASSES, Sample, load_dataset
 from hmtools.devices import resolve_device
+from hmtools.engine.cache import DEFAULT_VIEWS, PrefixCache
 from hmtools.engine.config import TrainConfig
 from hmtools.engine.evaluate import EvalResult, evaluate
 from hmtools.errors import HMError, InputError
@@ -509,12 +510,10 @@ def _data_phase(run: _Run, prefix_store: dict | None) -> None:
         persistent_workers=False,
         pin_memory=run.device.type == "cuda",
     )
-    views = (
-        cfg.cache_views if cfg.cache_views is not None else (2 if model.cfg.prefix_frozen else 0)
-    )
+    views = cfg.cache_views
+    if views is None:
+        views = DEFAULT_VIEWS if model.cfg.prefix_frozen else 0
     if views:
-        from hmtools.engine.cache import PrefixCache
-
         store = {} if prefix_store is None else prefix_store
         run.cache = PrefixCache(model, clips, views, run.device, store)
         run.eval_caches = tuple(
