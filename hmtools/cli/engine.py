@@ -148,6 +148,14 @@ def train_options(f):  # the options train and experiment share
             "frozen up to the SAP; default 2 for such configs (small), else 0 = off).",
         ),
         click.option(
+            "--ema-epochs",
+            type=float,
+            default=0.0,
+            show_default=True,
+            help="Evaluate and keep an exponential moving average of the weights over about "
+            "this many epochs of steps (0 = off; beyond the paper, SPEC.md).",
+        ),
+        click.option(
             "--incomplete-clips",
             type=click.Choice(["error", "skip"]),
             default="error",
@@ -194,6 +202,7 @@ def _config(kw: dict, out: Path, masks: str):
         incomplete_clips=kw["incomplete_clips"],
         sport=kw["sport"],
         cache_views=kw["cache_views"],
+        ema_epochs=kw["ema_epochs"],
     )
 
 

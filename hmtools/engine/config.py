@@ -49,6 +49,11 @@ class TrainConfig:
     # frozen-prefix cache (hmtools.engine.cache): K augmented views per training clip, computed
     # once; 0 = off; None = 2 when the config's I3D is frozen below the SAP (``small``), else off
     cache_views: int | None = None
+    # evaluate (and keep in best.pt) an exponential moving average of the weights over about
+    # this many epochs of optimiser steps (hmtools.engine.ema; beyond the paper, SPEC.md);
+    # 0 = off. With it on, the final epoch also evaluates the raw weights (test_raw_* metrics,
+    # predictions_last_raw.csv)
+    ema_epochs: float = 0.0
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, default=str)

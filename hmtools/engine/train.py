@@ -32,6 +32,7 @@ from hmtools.datasets.records import AQA7_CLASSES, Sample, load_dataset
 from hmtools.devices import resolve_device
 from hmtools.engine.cache import DEFAULT_VIEWS, PrefixCache
 from hmtools.engine.config import TrainConfig
+from hmtools.engine.ema import WeightEMA, ema_decay
 from hmtools.engine.evaluate import EvalResult, evaluate
 from hmtools.errors import HMError, InputError
 from hmtools.fsutil import atomic_write_text
@@ -397,6 +398,8 @@ class _Run:
     per_rank: int = 1
     cache: object = None
     eval_caches: tuple | None = None
+    ema: WeightEMA | None = None
+    ema_state: dict | None = None  # a resumed run's average, loaded once the decay is known
 
     @property
     def batches_per_epoch(self) -> int:
@@ -468,6 +471,7 @@ def _setup(cfg: TrainConfig, resume: bool, given: set[str] | None) -> _Run:
         sched.load_state_dict(state["scheduler"])
         _set_rng_state(state["rng"])
         run.start_epoch, run.history, run.best = state["epoch"] + 1, state["history"], state["best"]
+        run.ema_state = state.get("ema")
     return run
 
 
@@ -510,6 +514,14 @@ def _data_phase(run: _Run, prefix_store: dict | None) -> None:
         persistent_workers=False,
         pin_memory=run.device.type == "cuda",
     )
+    if cfg.ema_epochs:
+        total = run.batches_per_epoch
+        if cfg.max_steps_per_epoch:
+            total = min(total, cfg.max_steps_per_epoch * cfg.accum)
+        steps = math.ceil(total / cfg.accum)
+        run.ema = WeightEMA(model, ema_decay(cfg.ema_epochs, steps))
+        if run.ema_state is not None:
+            run.ema.load_state_dict(run.ema_state)
     views = cfg.cache_views
     if views is None:
         views = DEFAULT_VIEWS if model.cfg.prefix_frozen else 0
@@ -551,6 +563,8 @@ def _optimiser_step(run: _Run, micro: dict[str, float], scale: float) -> dict[st
     run.scaler.step(run.opt)
     run.scaler.update()
     run.opt.zero_grad(set_to_none=True)
+    if run.ema is not None:
+        run.ema.update()
     vals = {k: v * scale for k, v in micro.items()}
     if run.dd.enabled:
         t = torch.tensor([vals.get(k, 0.0) for k in _LOSSES], dtype=torch.float64)
@@ -654,32 +668,31 @@ def _better(rho: float, best: dict | None) -> bool:
 
 def _evaluate_and_checkpoint(run: _Run, row: dict) -> None:
     """Phase 4: evaluate (every ``eval_every`` epochs and at the end), keep the best, write
-    metrics, checkpoints and the learning curve."""
+    metrics, checkpoints and the learning curve. With a weight average (``ema_epochs``) the
+    average is what is evaluated and kept as best; the final epoch evaluates the raw weights too
+    (``test_raw_*``, ``predictions_last_raw.csv``)."""
     cfg, dd, model, epoch = run.cfg, run.dd, run.model, row["epoch"] - 1
-    if dd.main and (row["epoch"] % cfg.eval_every == 0 or row["epoch"] == cfg.epochs):
-        data = run.data
-        res = evaluate(
-            model,
-            data.test,
-            data.train,
-            data.clip_cfg,
-            data.exemplars,
-            voters=cfg.voters,
-            seed=cfg.seed,
-            device=run.device,
-            caches=run.eval_caches,
-        )
+    final = row["epoch"] == cfg.epochs
+    scored = run.ema.averaged() if run.ema is not None else model
+    if dd.main and (row["epoch"] % cfg.eval_every == 0 or final):
+        res = _evaluate(run, scored)
         row.update(res.metrics())
         # the latest evaluated epoch's predictions (the final one's when the run ends): what
         # `hmtools experiment` bootstraps
         atomic_write_text(run.out / "predictions_last.csv", res.predictions.to_csv(index=False))
+        if final and run.ema is not None:
+            raw = _evaluate(run, model)
+            row.update(raw.metrics("test_raw_"))
+            atomic_write_text(
+                run.out / "predictions_last_raw.csv", raw.predictions.to_csv(index=False)
+            )
         if _better(res.spearman_rho, run.best):
             run.best = {**res.metrics(), "epoch": row["epoch"]}
             atomic_write_text(run.out / "predictions_best.csv", res.predictions.to_csv(index=False))
             save_checkpoint(
                 run.out / "best.pt",
                 {
-                    "model": model.state_dict(),
+                    "model": scored.state_dict(),
                     "config": cfg.to_json(),
                     "epoch": epoch,
                     "metrics": run.best,
@@ -688,23 +701,38 @@ def _evaluate_and_checkpoint(run: _Run, row: dict) -> None:
     run.history.append(row)
     if dd.main:
         _append_metrics(run.out / "metrics.csv", row)
-        save_checkpoint(
-            run.out / "last.pt",
-            {
-                "model": model.state_dict(),
-                "optimizer": run.opt.state_dict(),
-                "scheduler": run.sched.state_dict(),
-                "epoch": epoch,
-                "history": run.history,
-                "best": run.best,
-                "rng": _rng_state(),
-                "config": cfg.to_json(),
-            },
-        )
+        state = {
+            "model": model.state_dict(),
+            "optimizer": run.opt.state_dict(),
+            "scheduler": run.sched.state_dict(),
+            "epoch": epoch,
+            "history": run.history,
+            "best": run.best,
+            "rng": _rng_state(),
+            "config": cfg.to_json(),
+        }
+        if run.ema is not None:
+            state["ema"] = run.ema.state_dict()
+        save_checkpoint(run.out / "last.pt", state)
         plot_learning_curve(run.history, run.out / "learning_curve.png")
         log.info("%s", format_epoch(row, cfg.epochs))
     if dd.enabled:
         dist.barrier()
+
+
+def _evaluate(run: _Run, model: torch.nn.Module) -> EvalResult:
+    data = run.data
+    return evaluate(
+        model,
+        data.test,
+        data.train,
+        data.clip_cfg,
+        data.exemplars,
+        voters=run.cfg.voters,
+        seed=run.cfg.seed,
+        device=run.device,
+        caches=run.eval_caches,
+    )
 
 
 def format_epoch(row: dict, epochs: int) -> str:
@@ -825,6 +853,7 @@ def evaluate_run(
         raise InputError(f"{ck}: no such checkpoint (is {run} a training run?)")
     state = load_checkpoint(ck)
     cfg = TrainConfig.from_json(state["config"])
+    weights = state["ema"]["model"] if "ema" in state else state["model"]  # what training scored
     if selection and selection != cfg.selection:
         raise InputError(
             f"{run} was trained with --selection {cfg.selection}; evaluating it "
@@ -833,7 +862,7 @@ def evaluate_run(
     from hmtools.models.config import load_config
 
     model = UniFineParser(load_config(cfg.model, **cfg.model_overrides))
-    model.load_state_dict(state["model"])
+    model.load_state_dict(weights)
     dev = resolve_device(device)
     model.to(dev)
     cfg.masks_file = None  # evaluation never reads masks
