@@ -34,8 +34,12 @@ on everything else of the model at ~2.5x the speed.
 ``seedS/runs-viewsK``, rows ``S-viewsK``; the ridge probe is reused): 4 views changed nothing
 measurable on seeds 4-6 (SPEC.md, "More augmented views").
 
+``--ema-epochs H`` trains with a moving average of the weights over ~H epochs (runs in
+``seedS/runs-emaH``, rows ``S-emaH``) and adds rho(average) - rho(raw weights) of the same run,
+paired (column ``vs raw``) (SPEC.md, "A moving average of the weights").
+
 Usage: python benchmarks/learning.py [--seeds 4 5 6] [--videos 600] [--test-share 0.3]
-       [--epochs 10] [--train-clips N] [--cache-views K]
+       [--epochs 10] [--train-clips N] [--cache-views K] [--ema-epochs H]
        [--variants gtm pm nomask shuffled] [--sve] [--work DIR]
 """
 
@@ -210,6 +214,7 @@ def run_variant(
     annotations: Path | None = None,
     runs: str = "runs",
     views: int = DEFAULT_VIEWS,
+    ema_epochs: float = 0.0,
 ) -> dict:
     out = root / runs / name
     spec = dict(VARIANTS[name])
@@ -226,6 +231,7 @@ def run_variant(
         workers=0,
         eval_every=epochs,  # judged on the final epoch only (no selection on the test set)
         cache_views=views,
+        ema_epochs=ema_epochs,
         out=str(out),
         **spec,
     )
@@ -236,7 +242,7 @@ def run_variant(
     t, y, b = p["true"].to_numpy(), p["predicted"].to_numpy(), p["exemplar_mean"].to_numpy()
     g = rho_interval(t, y, b)
     secs = [h["seconds"] for h in res.history]
-    return {
+    row = {
         "rho": float(spearmanr(t, y).statistic),
         "exemplar_mean_rho": float(spearmanr(t, b).statistic),
         "gain": g["estimate"],
@@ -247,6 +253,10 @@ def run_variant(
         "first_epoch_seconds": float(secs[0]),
         "seconds": total,
     }
+    raw = out / "predictions_last_raw.csv"  # with a weight average: the raw weights, same run
+    if raw.exists():
+        row["vs_raw"] = paired(out / "predictions_last.csv", raw)
+    return row
 
 
 def paired(a: Path, b: Path) -> dict | None:
@@ -289,6 +299,12 @@ def main() -> None:
         help=f"augmented views cached per training clip (runs in runs-viewsK, rows S-viewsK "
         f"unless {DEFAULT_VIEWS})",
     )
+    ap.add_argument(
+        "--ema-epochs",
+        type=float,
+        default=0.0,
+        help="train with a moving average of the weights over ~H epochs (runs in runs-emaH)",
+    )
     ap.add_argument("--sve", action="store_true", help="keep the small config's SVE")
     ap.add_argument("--work", type=Path, default=Path("learning-bench"))
     args = ap.parse_args()
@@ -302,6 +318,7 @@ def main() -> None:
 
     subset = f"-train{args.train_clips}" if args.train_clips is not None else ""
     cut = subset + (f"-views{args.cache_views}" if args.cache_views != DEFAULT_VIEWS else "")
+    cut += f"-ema{args.ema_epochs:g}" if args.ema_epochs else ""
     labels = [f"{seed}{cut}" for seed in args.seeds]
     for seed, label in zip(args.seeds, labels, strict=True):
         root = args.work / f"seed{seed}"
@@ -312,7 +329,7 @@ def main() -> None:
         ann = train_subset(root, args.train_clips, seed)
         runs = f"runs{cut}"
         r = results.setdefault(label, {})
-        # the views change no probe: a views run reuses the ridge of its seed (and subset)
+        # the views and the average change no probe: such a run reuses its seed's (and subset's)
         r["ridge"] = r.get("ridge") or results.get(f"{seed}{subset}", {}).get("ridge")
         if not r["ridge"] or not ridge_file(root, ann).exists():
             r["ridge"] = ridge_probe(root, ann)
@@ -330,8 +347,11 @@ def main() -> None:
                     annotations=ann,
                     runs=runs,
                     views=args.cache_views,
+                    ema_epochs=args.ema_epochs,
                 )
-                r[v].update(sve=args.sve, epochs=args.epochs, views=args.cache_views)
+                r[v].update(
+                    sve=args.sve, epochs=args.epochs, views=args.cache_views, ema=args.ema_epochs
+                )
                 save()
             print(f"  seed {label} {v}: {json.dumps(r[v])}", flush=True)
         for v in args.variants:  # once every run of the seed is there, gtm's included
@@ -347,6 +367,7 @@ def main() -> None:
         f"{'seed':>10} {'run':<9} {'train/test':>10} {'rho':>6} {'ex.mean':>7} "
         f"{'gain [95 %]':>22} {'offset rho':>10} {'s/epoch':>8} {'total s':>8} "
         f"{'rho - rho(ridge) [95 %]':>24} {'rho - rho(gtm) [95 %]':>24}"
+        + (f" {'vs raw [95 %]':>24}" if args.ema_epochs else "")
     )
     for label in labels:
         r = results[label]
@@ -364,7 +385,7 @@ def main() -> None:
                 f" {vs['estimate']:+7.3f} [{vs['ci'][0]:+.3f}, {vs['ci'][1]:+.3f}]"
                 if (vs := m.get(k))
                 else f" {'':>24}"
-                for k in ("vs_ridge", "vs_gtm")
+                for k in ("vs_ridge", "vs_gtm", *(["vs_raw"] if args.ema_epochs else []))
             ).rstrip()
             print(
                 f"{label:>10} {name:<9} {tt:>10} {m['rho']:6.3f} {m['exemplar_mean_rho']:7.3f} "
