@@ -59,3 +59,17 @@ def test_state_round_trip_continues_the_same_average():
         e.update()
     assert torch.allclose(ea.averaged()[0].bias, eb.averaged()[0].bias)
     assert torch.allclose(eb.averaged()[0].bias, torch.full((2,), 0.25 * 1 + 0.25 * 2 + 0.5 * 4))
+
+
+@pytest.mark.parametrize(("config", "expect"), [("small", 2.0), ("full", 0.0)])
+def test_cli_defaults_the_average_by_config(config, expect, tmp_path):
+    """``hmtools train``: the small (CPU) config averages over 2 epochs by default, the paper's
+    full config does not; an explicit --ema-epochs wins."""
+    from hmtools.cli.engine import _config
+    from hmtools.cli.engine import train as train_cmd
+
+    kw = {p.name: p.default for p in train_cmd.params}
+    kw.update(model=config, data_root=tmp_path, annotations=tmp_path, masks_file=None)
+    assert _config(kw, tmp_path, "gtm").ema_epochs == expect
+    kw["ema_epochs"] = 3.0
+    assert _config(kw, tmp_path, "gtm").ema_epochs == 3.0

@@ -150,10 +150,10 @@ def train_options(f):  # the options train and experiment share
         click.option(
             "--ema-epochs",
             type=float,
-            default=0.0,
-            show_default=True,
+            default=None,
             help="Evaluate and keep an exponential moving average of the weights over about "
-            "this many epochs of steps (0 = off; beyond the paper, SPEC.md).",
+            "this many epochs of steps (0 = off, the paper's; default 2 for the small config, "
+            "else 0; SPEC.md).",
         ),
         click.option(
             "--incomplete-clips",
@@ -172,6 +172,7 @@ def train_options(f):  # the options train and experiment share
 
 def _config(kw: dict, out: Path, masks: str):
     from hmtools.engine import TrainConfig
+    from hmtools.engine.config import SMALL_EMA_EPOCHS
 
     small = kw["model"] == "small"
     return TrainConfig(
@@ -202,7 +203,9 @@ def _config(kw: dict, out: Path, masks: str):
         incomplete_clips=kw["incomplete_clips"],
         sport=kw["sport"],
         cache_views=kw["cache_views"],
-        ema_epochs=kw["ema_epochs"],
+        ema_epochs=kw["ema_epochs"]
+        if kw["ema_epochs"] is not None
+        else (SMALL_EMA_EPOCHS if small else 0.0),
     )
 
 
