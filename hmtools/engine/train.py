@@ -405,6 +405,13 @@ class _Run:
     def batches_per_epoch(self) -> int:
         return len(self.sampler) // self.per_rank  # the DataLoader's drop_last
 
+    @property
+    def batches_trained(self) -> int:
+        """The batches an epoch trains on (``max_steps_per_epoch`` caps them for smoke runs)."""
+        n = self.batches_per_epoch
+        cap = self.cfg.max_steps_per_epoch
+        return min(n, cap * self.cfg.accum) if cap else n
+
 
 def _setup(cfg: TrainConfig, resume: bool, given: set[str] | None) -> _Run:
     """Phase 1: device, process group, config (a resumed run's own), model, data, optimiser,
@@ -515,10 +522,7 @@ def _data_phase(run: _Run, prefix_store: dict | None) -> None:
         pin_memory=run.device.type == "cuda",
     )
     if cfg.ema_epochs:
-        total = run.batches_per_epoch
-        if cfg.max_steps_per_epoch:
-            total = min(total, cfg.max_steps_per_epoch * cfg.accum)
-        steps = math.ceil(total / cfg.accum)
+        steps = math.ceil(run.batches_trained / cfg.accum)
         run.ema = WeightEMA(model, ema_decay(cfg.ema_epochs, steps))
         if run.ema_state is not None:
             run.ema.load_state_dict(run.ema_state)
@@ -585,9 +589,7 @@ def _train_epoch(run: _Run, epoch: int, progress: bool) -> dict:
     sums: dict[str, float] = {}
     n_steps = 0
     run.opt.zero_grad(set_to_none=True)
-    total = run.batches_per_epoch
-    if cfg.max_steps_per_epoch:
-        total = min(total, cfg.max_steps_per_epoch * cfg.accum)
+    total = run.batches_trained
     batches = (
         run.loader
         if run.cache is None
