@@ -34,10 +34,10 @@ on everything else of the model at ~2.5x the speed.
 ``seedS/runs-viewsK``, rows ``S-viewsK``; the ridge probe is reused): 4 views changed nothing
 measurable on seeds 4-6 (SPEC.md, "More augmented views").
 
-``--ema-epochs H``: the weights' moving average in epochs (default 2, the small config's; 0 = off;
-runs in ``seedS/runs-emaH``, rows ``S-emaH``, unless 2); each run with an average adds
+``--ema-epochs H``: the weights' moving average in epochs (default 0 = off, the small config's;
+runs in ``seedS/runs-emaH``, rows ``S-emaH``); each run with an average adds
 rho(average) - rho(raw weights) of the same run, paired (column ``vs raw``): +0.031, +0.029,
--0.006 on seeds 4-6 (SPEC.md, "A moving average of the weights").
+-0.006 on seeds 4-6, -0.090 on seed 7 (SPEC.md, "A moving average of the weights").
 
 Usage: python benchmarks/learning.py [--seeds 4 5 6] [--videos 600] [--test-share 0.3]
        [--epochs 10] [--train-clips N] [--cache-views K] [--ema-epochs H]

@@ -152,8 +152,7 @@ def train_options(f):  # the options train and experiment share
             type=float,
             default=None,
             help="Evaluate and keep an exponential moving average of the weights over about "
-            "this many epochs of steps (0 = off, the paper's; default 2 for the small config, "
-            "else 0; SPEC.md).",
+            "this many epochs of steps (default 0 = off, the paper's; measured in SPEC.md).",
         ),
         click.option(
             "--incomplete-clips",
