@@ -34,7 +34,7 @@ on everything else of the model at ~2.5x the speed.
 ``seedS/runs-viewsK``, rows ``S-viewsK``; the ridge probe is reused): 4 views changed nothing
 measurable on seeds 4-6 (SPEC.md, "More augmented views").
 
-``--ema-epochs H``: the weights' moving average in epochs (default 0 = off, the small config's;
+``--ema-epochs H``: the weights' moving average in epochs (default 0 = off, as in training;
 runs in ``seedS/runs-emaH``, rows ``S-emaH``); each run with an average adds
 rho(average) - rho(raw weights) of the same run, paired (column ``vs raw``): +0.031, +0.029,
 -0.006 on seeds 4-6, -0.090 on seed 7 (SPEC.md, "A moving average of the weights").
@@ -66,7 +66,6 @@ from hmtools.annotation.segmenters import default_weight_free, make_segmenter  #
 from hmtools.datasets.synth import generate  # noqa: E402
 from hmtools.engine import TrainConfig, train  # noqa: E402
 from hmtools.engine.cache import DEFAULT_VIEWS  # noqa: E402
-from hmtools.engine.config import SMALL_EMA_EPOCHS  # noqa: E402
 from hmtools.engine.evaluate import rho_interval  # noqa: E402
 from hmtools.engine.train import load_data  # noqa: E402
 from hmtools.fsutil import atomic_write_text, staged_dir  # noqa: E402
@@ -216,7 +215,7 @@ def run_variant(
     annotations: Path | None = None,
     runs: str = "runs",
     views: int = DEFAULT_VIEWS,
-    ema_epochs: float = SMALL_EMA_EPOCHS,
+    ema_epochs: float = 0.0,
 ) -> dict:
     out = root / runs / name
     spec = dict(VARIANTS[name])
@@ -304,9 +303,8 @@ def main() -> None:
     ap.add_argument(
         "--ema-epochs",
         type=float,
-        default=SMALL_EMA_EPOCHS,
-        help=f"the weights' moving average in epochs, 0 = off (runs in runs-emaH, rows S-emaH "
-        f"unless {SMALL_EMA_EPOCHS:g})",
+        default=0.0,
+        help="the weights' moving average in epochs, 0 = off (runs in runs-emaH, rows S-emaH)",
     )
     ap.add_argument("--sve", action="store_true", help="keep the small config's SVE")
     ap.add_argument("--work", type=Path, default=Path("learning-bench"))
@@ -321,7 +319,7 @@ def main() -> None:
 
     subset = f"-train{args.train_clips}" if args.train_clips is not None else ""
     cut = subset + (f"-views{args.cache_views}" if args.cache_views != DEFAULT_VIEWS else "")
-    cut += f"-ema{args.ema_epochs:g}" if args.ema_epochs != SMALL_EMA_EPOCHS else ""
+    cut += f"-ema{args.ema_epochs:g}" if args.ema_epochs else ""
     labels = [f"{seed}{cut}" for seed in args.seeds]
     for seed, label in zip(args.seeds, labels, strict=True):
         root = args.work / f"seed{seed}"

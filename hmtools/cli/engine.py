@@ -149,10 +149,11 @@ def train_options(f):  # the options train and experiment share
         ),
         click.option(
             "--ema-epochs",
-            type=float,
-            default=None,
+            type=click.FloatRange(min=0),
+            default=0.0,
+            show_default=True,
             help="Evaluate and keep an exponential moving average of the weights over about "
-            "this many epochs of steps (default 0 = off, the paper's; measured in SPEC.md).",
+            "this many epochs of steps (0 = off, the paper's; measured in SPEC.md).",
         ),
         click.option(
             "--incomplete-clips",
@@ -171,7 +172,6 @@ def train_options(f):  # the options train and experiment share
 
 def _config(kw: dict, out: Path, masks: str):
     from hmtools.engine import TrainConfig
-    from hmtools.engine.config import SMALL_EMA_EPOCHS
 
     small = kw["model"] == "small"
     return TrainConfig(
@@ -202,9 +202,7 @@ def _config(kw: dict, out: Path, masks: str):
         incomplete_clips=kw["incomplete_clips"],
         sport=kw["sport"],
         cache_views=kw["cache_views"],
-        ema_epochs=kw["ema_epochs"]
-        if kw["ema_epochs"] is not None
-        else (SMALL_EMA_EPOCHS if small else 0.0),
+        ema_epochs=kw["ema_epochs"],
     )
 
 

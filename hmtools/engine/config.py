@@ -7,10 +7,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-#: the small (CPU) config's weight average in epochs (``ema_epochs``; the CLI's, the demo's and
-#: benchmarks/learning.py's default): SPEC.md, "A moving average of the weights"
-SMALL_EMA_EPOCHS = 0.0  # off: +0.03 on seeds 4 and 5, -0.090 on the unseen seed 7
-
 
 @dataclass
 class TrainConfig:
@@ -54,9 +50,9 @@ class TrainConfig:
     # once; 0 = off; None = 2 when the config's I3D is frozen below the SAP (``small``), else off
     cache_views: int | None = None
     # evaluate (and keep in best.pt) an exponential moving average of the weights over about
-    # this many epochs of optimiser steps (hmtools.engine.ema; beyond the paper, SPEC.md);
-    # 0 = off (the paper's, and small's: SMALL_EMA_EPOCHS). With it on, the final epoch also evaluates the raw weights (test_raw_* metrics,
-    # predictions_last_raw.csv)
+    # this many epochs of optimiser steps (hmtools.engine.ema; beyond the paper). 0 = off, for
+    # every config: +0.03 on seeds 4 and 5, -0.090 on the unseen seed 7 (SPEC.md). With it on,
+    # the final epoch also evaluates the raw weights (test_raw_*, predictions_last_raw.csv)
     ema_epochs: float = 0.0
 
     def to_json(self) -> str:

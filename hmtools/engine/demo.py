@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from hmtools.engine.config import SMALL_EMA_EPOCHS, TrainConfig
+from hmtools.engine.config import TrainConfig
 from hmtools.engine.experiment import gtm_vs_pm
 from hmtools.errors import InputError
 
@@ -76,7 +76,6 @@ def run_demo(
         model="small",
         epochs=epochs,
         warmup_epochs=1,
-        ema_epochs=SMALL_EMA_EPOCHS,
         seed=seed,
         workers=2,
         out=str(out / "experiment" / "gtm"),

@@ -42,9 +42,7 @@ class WeightEMA:
     @torch.no_grad()
     def averaged(self) -> torch.nn.Module:
         """The averaged model (the trained model's buffers copied in); before the first step,
-        the trained model's weights."""
-        if self.steps == 0:
-            self.avg.module.load_state_dict(self._model.state_dict())
+        the trained model's weights (AveragedModel starts from a copy of them)."""
         for a, b in zip(self.avg.module.buffers(), self._model.buffers(), strict=True):
             a.copy_(b)
         return self.avg.module

@@ -675,8 +675,8 @@ def _evaluate_and_checkpoint(run: _Run, row: dict) -> None:
     (``test_raw_*``, ``predictions_last_raw.csv``)."""
     cfg, dd, model, epoch = run.cfg, run.dd, run.model, row["epoch"] - 1
     final = row["epoch"] == cfg.epochs
-    scored = run.ema.averaged() if run.ema is not None else model
     if dd.main and (row["epoch"] % cfg.eval_every == 0 or final):
+        scored = run.ema.averaged() if run.ema is not None else model
         res = _evaluate(run, scored)
         row.update(res.metrics())
         # the latest evaluated epoch's predictions (the final one's when the run ends): what
