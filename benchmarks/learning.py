@@ -39,8 +39,13 @@ runs in ``seedS/runs-emaH``, rows ``S-emaH``); each run with an average adds
 rho(average) - rho(raw weights) of the same run, paired (column ``vs raw``): +0.031, +0.029,
 -0.006 on seeds 4-6, -0.090 on seed 7 (SPEC.md, "A moving average of the weights").
 
+``--backbone-frozen-epochs K``: the heads train alone on the frozen I3D for the first K epochs,
+then everything is fine-tuned (runs in ``seedS/runs-frozenK``, rows ``S-frozenK``; SPEC.md,
+"Heads first on the frozen backbone").
+
 Usage: python benchmarks/learning.py [--seeds 4 5 6] [--videos 600] [--test-share 0.3]
        [--epochs 10] [--train-clips N] [--cache-views K] [--ema-epochs H]
+       [--backbone-frozen-epochs K]
        [--variants gtm pm nomask shuffled] [--sve] [--work DIR]
 """
 
@@ -216,6 +221,7 @@ def run_variant(
     runs: str = "runs",
     views: int = DEFAULT_VIEWS,
     ema_epochs: float = 0.0,
+    backbone_frozen_epochs: int = 0,
 ) -> dict:
     out = root / runs / name
     spec = dict(VARIANTS[name])
@@ -233,6 +239,7 @@ def run_variant(
         eval_every=epochs,  # judged on the final epoch only (no selection on the test set)
         cache_views=views,
         ema_epochs=ema_epochs,
+        backbone_frozen_epochs=backbone_frozen_epochs,
         out=str(out),
         **spec,
     )
@@ -306,6 +313,12 @@ def main() -> None:
         default=0.0,
         help="the weights' moving average in epochs, 0 = off (runs in runs-emaH, rows S-emaH)",
     )
+    ap.add_argument(
+        "--backbone-frozen-epochs",
+        type=int,
+        default=0,
+        help="first epochs training the heads alone on the frozen I3D (runs in runs-frozenK)",
+    )
     ap.add_argument("--sve", action="store_true", help="keep the small config's SVE")
     ap.add_argument("--work", type=Path, default=Path("learning-bench"))
     args = ap.parse_args()
@@ -320,6 +333,8 @@ def main() -> None:
     subset = f"-train{args.train_clips}" if args.train_clips is not None else ""
     cut = subset + (f"-views{args.cache_views}" if args.cache_views != DEFAULT_VIEWS else "")
     cut += f"-ema{args.ema_epochs:g}" if args.ema_epochs else ""
+    frozen = args.backbone_frozen_epochs
+    cut += f"-frozen{frozen}" if frozen else ""
     labels = [f"{seed}{cut}" for seed in args.seeds]
     for seed, label in zip(args.seeds, labels, strict=True):
         root = args.work / f"seed{seed}"
@@ -349,9 +364,14 @@ def main() -> None:
                     runs=runs,
                     views=args.cache_views,
                     ema_epochs=args.ema_epochs,
+                    backbone_frozen_epochs=frozen,
                 )
                 r[v].update(
-                    sve=args.sve, epochs=args.epochs, views=args.cache_views, ema=args.ema_epochs
+                    sve=args.sve,
+                    epochs=args.epochs,
+                    views=args.cache_views,
+                    ema=args.ema_epochs,
+                    frozen=frozen,
                 )
                 save()
             print(f"  seed {label} {v}: {json.dumps(r[v])}", flush=True)

@@ -93,6 +93,45 @@ def test_weight_average_is_scored_kept_and_resumed(synth_small, tmp_path):
 
 
 @pytest.mark.slow
+def test_backbone_frozen_epochs_train_the_heads_alone(synth_small, tmp_path, monkeypatch):
+    """--backbone-frozen-epochs K: the I3D's weights stay the initial ones for K epochs while the
+    heads train; a resume past K fine-tunes them (the schedule is rebuilt from the run's config)."""
+    engine = sys.modules["hmtools.engine.train"]  # the module (hmtools.engine.train: the function)
+    start: dict = {}
+    setup = engine._setup
+
+    def snapshot(*a, **kw):
+        run = setup(*a, **kw)
+        ps = run.model.named_parameters()
+        start.update({k: v.detach().clone() for k, v in ps if v.requires_grad})
+        return run
+
+    monkeypatch.setattr(engine, "_setup", snapshot)
+    out = tmp_path / "a"
+    train(_cfg(synth_small, out, epochs=2, backbone_frozen_epochs=2), progress=False)
+    trained = {k for k in start if k.startswith("i3d.")}
+    assert trained, "the tiny config trains its I3D"
+
+    def moved() -> tuple[set, set]:
+        w = torch.load(out / "last.pt", weights_only=True)["model"]
+        changed = {k for k in start if not torch.equal(w[k], start[k])}
+        return changed & trained, changed - trained
+
+    i3d, heads = moved()
+    assert not i3d and heads
+    m = pd.read_csv(out / "metrics.csv")
+    assert m["lr_backbone"].tolist() == [0, 0] and (m["lr"] > 0).all()
+    w = torch.load(out / "last.pt", weights_only=True)["model"]
+    start.update({k: w[k] for k in start})
+    train(_cfg(synth_small, out, epochs=3, backbone_frozen_epochs=2), resume=True, progress=False)
+    i3d, heads = moved()
+    assert i3d == trained and heads
+    m = pd.read_csv(out / "metrics.csv")
+    # the extended run's schedule sets epoch 3's rates (the saved ones: the 2-epoch cosine's 0)
+    assert m["lr_backbone"].iloc[-1] > 0 and m["lr"].iloc[-1] > 0
+
+
+@pytest.mark.slow
 @needs_kinetics
 def test_prefix_cache_trains_like_the_uncached_model(synth_small, tmp_path):
     """The small config with its frozen Kinetics prefix cached (2 views) makes the same steps and

@@ -156,6 +156,14 @@ def train_options(f):  # the options train and experiment share
             "this many epochs of steps (0 = off, the paper's; measured in SPEC.md).",
         ),
         click.option(
+            "--backbone-frozen-epochs",
+            type=click.IntRange(min=0),
+            default=0,
+            show_default=True,
+            help="Train the heads alone on the frozen I3D for this many first epochs, then "
+            "fine-tune everything (linear probe, then fine-tune; measured in SPEC.md).",
+        ),
+        click.option(
             "--incomplete-clips",
             type=click.Choice(["error", "skip"]),
             default="error",
@@ -203,6 +211,7 @@ def _config(kw: dict, out: Path, masks: str):
         sport=kw["sport"],
         cache_views=kw["cache_views"],
         ema_epochs=kw["ema_epochs"],
+        backbone_frozen_epochs=kw["backbone_frozen_epochs"],
     )
 
 

@@ -54,6 +54,10 @@ class TrainConfig:
     # every config: +0.03 on seeds 4 and 5, -0.090 on the unseen seed 7 (SPEC.md). With it on,
     # the final epoch also evaluates the raw weights (test_raw_*, predictions_last_raw.csv)
     ema_epochs: float = 0.0
+    # train the heads alone on the frozen backbone for this many first epochs (the I3D group's
+    # rate 0), then fine-tune everything with the backbone's own warm-up and cosine over the
+    # epochs left: linear-probe-then-fine-tune (Kumar et al., ICLR 2022; beyond the paper)
+    backbone_frozen_epochs: int = 0
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, default=str)

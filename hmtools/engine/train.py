@@ -286,6 +286,24 @@ def lr_lambda(warmup: int, epochs: int):
     return f
 
 
+def group_lambdas(groups: list[dict], cfg: TrainConfig) -> list:
+    """One schedule per optimiser group: ``lr_lambda`` over the run for the heads and τ; the
+    I3D group at 0 for the first ``cfg.backbone_frozen_epochs`` epochs, then its own warm-up and
+    cosine over the epochs left (so a frozen start leaves the backbone a whole schedule). Adam
+    moves no parameter at rate 0 (``weight_decay`` is added to the gradient, times the rate)."""
+    k = cfg.backbone_frozen_epochs
+    if k < 0:
+        raise InputError(f"backbone_frozen_epochs={k}: must be 0 or more")
+    whole = lr_lambda(cfg.warmup_epochs, cfg.epochs)
+    left = max(1, cfg.epochs - k)  # k >= epochs: the I3D stays frozen (a probe of the heads)
+    rest = lr_lambda(min(cfg.warmup_epochs, left), left)
+
+    def backbone(e: int) -> float:
+        return 0.0 if e < k else rest(e - k)
+
+    return [backbone if k and g.get("name") == "i3d" else whole for g in groups]
+
+
 # ----------------------------------------------------------------------------------------------
 # the run
 
@@ -466,7 +484,7 @@ def _setup(cfg: TrainConfig, resume: bool, given: set[str] | None) -> _Run:
     opt = torch.optim.Adam(
         model.param_groups(cfg.lr, cfg.backbone_lr, cfg.tau_lr), weight_decay=cfg.weight_decay
     )
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup_epochs, cfg.epochs))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, group_lambdas(opt.param_groups, cfg))
     run = _Run(
         cfg, dd, device, out, model, ddp_model, data, opt, sched,
         torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda"),
@@ -476,6 +494,10 @@ def _setup(cfg: TrainConfig, resume: bool, given: set[str] | None) -> _Run:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
+        # the rates of the next epoch under this run's schedule: the saved ones were set by the
+        # old schedule, which differs when --epochs extends the run (0 at an old cosine's end)
+        for g, base, f in zip(opt.param_groups, sched.base_lrs, sched.lr_lambdas, strict=True):
+            g["lr"] = base * f(sched.last_epoch)
         _set_rng_state(state["rng"])
         run.start_epoch, run.history, run.best = state["epoch"] + 1, state["history"], state["best"]
         run.ema_state = state.get("ema")
@@ -585,7 +607,9 @@ def _train_epoch(run: _Run, epoch: int, progress: bool) -> dict:
     run.pairs.set_epoch(epoch)
     run.ddp_model.train()
     t0 = time.time()
-    lr = run.opt.param_groups[1]["lr"]  # the rate this epoch trains with (before the schedule)
+    # the rates this epoch trains with (before the schedule steps): the heads', the I3D's
+    lr = run.opt.param_groups[1]["lr"]
+    lr_backbone = next(g["lr"] for g in run.opt.param_groups if g.get("name") == "i3d")
     sums: dict[str, float] = {}
     n_steps = 0
     run.opt.zero_grad(set_to_none=True)
@@ -652,6 +676,7 @@ def _train_epoch(run: _Run, epoch: int, progress: bool) -> dict:
         "epoch": epoch + 1,
         "seconds": round(time.time() - t0, 2),
         "lr": lr,
+        "lr_backbone": lr_backbone,
         "steps": n_steps,
         **{f"train_{k}": v / max(1, n_steps) for k, v in sums.items()},
     }
@@ -741,6 +766,8 @@ def format_epoch(row: dict, epochs: int) -> str:
     """One log line per epoch: ``epoch 3/20  12.4 s  lr 1.0e-03  L 85.2 (A 0.13 T 0.71 E 84.4)
     rho 0.412 (exemplar mean 0.308)``."""
     parts = [f"epoch {row['epoch']}/{epochs}", f"{row['seconds']:.1f} s", f"lr {row['lr']:.1e}"]
+    if row.get("lr_backbone") == 0:
+        parts.append("I3D frozen")
     if "train_loss" in row:
         sub = " ".join(
             f"{k[-1].upper()} {row[f'train_loss_{k[-1]}']:.3g}"
