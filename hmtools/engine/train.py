@@ -607,9 +607,8 @@ def _train_epoch(run: _Run, epoch: int, progress: bool) -> dict:
     run.pairs.set_epoch(epoch)
     run.ddp_model.train()
     t0 = time.time()
-    # the rates this epoch trains with (before the schedule steps): the heads', the I3D's
-    lr = run.opt.param_groups[1]["lr"]
-    lr_backbone = next(g["lr"] for g in run.opt.param_groups if g.get("name") == "i3d")
+    # the rates this epoch trains with (before the schedule steps), by group name
+    rates = {g["name"]: g["lr"] for g in run.opt.param_groups}
     sums: dict[str, float] = {}
     n_steps = 0
     run.opt.zero_grad(set_to_none=True)
@@ -675,8 +674,8 @@ def _train_epoch(run: _Run, epoch: int, progress: bool) -> dict:
     return {
         "epoch": epoch + 1,
         "seconds": round(time.time() - t0, 2),
-        "lr": lr,
-        "lr_backbone": lr_backbone,
+        "lr": rates["heads"],
+        "lr_backbone": rates["i3d"],
         "steps": n_steps,
         **{f"train_{k}": v / max(1, n_steps) for k, v in sums.items()},
     }
