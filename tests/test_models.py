@@ -95,6 +95,32 @@ def test_eval_forward_takes_no_masks():
     assert torch.isfinite(pred).all()
 
 
+def test_feature_dropout_acts_in_training_only(tmp_path):
+    v, _, _ = _batch(load_config("tiny"), 2)
+    torch.manual_seed(0)
+    plain, _ = build_model("tiny", use_sve=False)
+    torch.manual_seed(0)
+    dropped, _ = build_model("tiny", use_sve=False, feature_dropout=0.5)
+    assert count_params(dropped) == count_params(plain)  # no parameters of its own
+    with torch.no_grad():
+        dropped.eval()
+        plain.eval()
+        # evaluation is the same model: dropout is off
+        assert torch.equal(dropped.encode(v).steps, plain.encode(v).steps)
+        dropped.train()
+        plain.train()
+        a, b = dropped.encode(v).steps, dropped.encode(v).steps
+        assert not torch.allclose(a, b)  # a fresh mask per forward
+        assert torch.equal(plain.encode(v).steps, plain.encode(v).steps)
+    # a YAML config sets it; a rate outside [0, 1) is refused
+    yaml_cfg = tmp_path / "drop.yaml"
+    yaml_cfg.write_text("base: small\nfeature_dropout: 0.5\n")
+    assert load_config(yaml_cfg).feature_dropout == 0.5
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="feature_dropout"):
+            build_model("tiny", feature_dropout=bad)
+
+
 def test_ablation_switches_change_parameters():
     base = count_params(build_model("tiny")[0])
     no_tap = count_params(build_model("tiny", use_tap=False)[0])

@@ -44,6 +44,9 @@ class ModelConfig:
     # FineReg (the official FineParser decoder's pre-norm; without it the score offsets collapse
     # to a constant, SPEC.md)
     feature_norm: bool = True
+    # dropout on the (normalised) snippet features X^F as the TAP reads them, in training only;
+    # 0 = off. Beyond the paper: a regulariser of the heads, measured in SPEC.md
+    feature_dropout: float = 0.0
     # TAP
     num_queries: int = 6  # L_q
     query_dim: int = 256  # C_q

@@ -76,6 +76,10 @@ class UniFineParser(nn.Module):
         # pre-norm of the TAP's input X^F and of FineReg's input X^T (SPEC.md: measured)
         self.norm_f = nn.LayerNorm(c4) if cfg.feature_norm else nn.Identity()
         self.norm_t = nn.LayerNorm(d) if cfg.feature_norm else nn.Identity()
+        if not 0.0 <= cfg.feature_dropout < 1.0:
+            raise ValueError(f"feature_dropout must be in [0, 1), not {cfg.feature_dropout}")
+        # a regulariser of the heads beyond the paper (SPEC.md: measured); off in evaluation
+        self.drop_f = nn.Dropout(cfg.feature_dropout)
         if cfg.sve_bn not in ("batch", "frozen"):
             raise ValueError(f"sve_bn must be batch or frozen, not {cfg.sve_bn!r}")
         _ = cfg.frozen_modules  # checks frozen_until
@@ -165,7 +169,12 @@ class UniFineParser(nn.Module):
                 raise ValueError("this model has an SVE: the prefix needs its frames")
             # X^F = B_4^A + X^V
             feat = feat + self.sve.forward_frames(prefix.frames).view(b, c.num_snippets, -1)
-        feat = self.norm_f(feat)
+        return self.parse(feat, spatial)
+
+    def parse(self, feat: torch.Tensor, spatial: torch.Tensor | None = None) -> Encoded:
+        """The heads' side of :meth:`encode`: snippet features X^F ``[B, N, C4]`` -> step
+        features X^T (LayerNorm, feature dropout in training, TAP, LayerNorm)."""
+        feat = self.drop_f(self.norm_f(feat))
         if self.tap is not None:
             steps, a1, a2 = self.tap(feat)
             return Encoded(self.norm_t(steps), a1, a2, spatial)
