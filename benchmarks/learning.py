@@ -44,9 +44,13 @@ then everything is fine-tuned (runs in ``seedS/runs-frozenK``, rows ``S-frozenK`
 rho by -0.044, +0.094, -0.036, +0.017 on seeds 4-7 (SPEC.md, "Heads first on the frozen
 backbone").
 
+``--feature-dropout P``: dropout on the snippet features X^F instead of the small config's 0
+(runs in ``seedS/runs-dropP``, rows ``S-dropP``): P = 0.5 moved rho by +0.093 and -0.046 on
+seeds 5 and 7 (SPEC.md, "Dropout on X^F").
+
 Usage: python benchmarks/learning.py [--seeds 4 5 6] [--videos 600] [--test-share 0.3]
        [--epochs 10] [--train-clips N] [--cache-views K] [--ema-epochs H]
-       [--backbone-frozen-epochs K]
+       [--backbone-frozen-epochs K] [--feature-dropout P]
        [--variants gtm pm nomask shuffled] [--sve] [--work DIR]
 """
 
@@ -223,10 +227,13 @@ def run_variant(
     views: int = DEFAULT_VIEWS,
     ema_epochs: float = 0.0,
     backbone_frozen_epochs: int = 0,
+    feature_dropout: float | None = None,
 ) -> dict:
     out = root / runs / name
     spec = dict(VARIANTS[name])
     spec["model_overrides"] = {**spec.get("model_overrides", {}), "use_sve": sve}
+    if feature_dropout is not None:  # else the small config's own
+        spec["model_overrides"]["feature_dropout"] = feature_dropout
     cfg = TrainConfig(
         dataset="finediving",
         data_root=str(root / "frames"),
@@ -320,6 +327,12 @@ def main() -> None:
         default=0,
         help="first epochs training the heads alone on the frozen I3D (runs in runs-frozenK)",
     )
+    ap.add_argument(
+        "--feature-dropout",
+        type=float,
+        default=None,
+        help="dropout on X^F instead of the small config's (runs in runs-dropP, rows S-dropP)",
+    )
     ap.add_argument("--sve", action="store_true", help="keep the small config's SVE")
     ap.add_argument("--work", type=Path, default=Path("learning-bench"))
     args = ap.parse_args()
@@ -336,6 +349,8 @@ def main() -> None:
     cut += f"-ema{args.ema_epochs:g}" if args.ema_epochs else ""
     frozen = args.backbone_frozen_epochs
     cut += f"-frozen{frozen}" if frozen else ""
+    drop = args.feature_dropout
+    cut += f"-drop{drop:g}" if drop is not None else ""
     labels = [f"{seed}{cut}" for seed in args.seeds]
     for seed, label in zip(args.seeds, labels, strict=True):
         root = args.work / f"seed{seed}"
@@ -366,6 +381,7 @@ def main() -> None:
                     views=args.cache_views,
                     ema_epochs=args.ema_epochs,
                     backbone_frozen_epochs=frozen,
+                    feature_dropout=drop,
                 )
                 r[v].update(
                     sve=args.sve,
@@ -373,6 +389,7 @@ def main() -> None:
                     views=args.cache_views,
                     ema=args.ema_epochs,
                     frozen=frozen,
+                    feature_dropout=drop,
                 )
                 save()
             print(f"  seed {label} {v}: {json.dumps(r[v])}", flush=True)
