@@ -45,8 +45,8 @@ rho by -0.044, +0.094, -0.036, +0.017 on seeds 4-7 (SPEC.md, "Heads first on the
 backbone").
 
 ``--feature-dropout P``: dropout on the snippet features X^F instead of the small config's 0
-(runs in ``seedS/runs-dropP``, rows ``S-dropP``): P = 0.5 moved rho by +0.093 and -0.046 on
-seeds 5 and 7 (SPEC.md, "Dropout on X^F").
+(runs in ``seedS/runs-dropP``, rows ``S-dropP``): P = 0.5 moved rho by -0.038, +0.093, -0.028,
+-0.046 on seeds 4-7, -0.005 [-0.045, +0.034] on average (SPEC.md, "Dropout on X^F").
 
 Usage: python benchmarks/learning.py [--seeds 4 5 6] [--videos 600] [--test-share 0.3]
        [--epochs 10] [--train-clips N] [--cache-views K] [--ema-epochs H]
