@@ -17,9 +17,9 @@ Each trained head runs ``--repeats`` times from different initialisations and pa
 (seconds each); it is scored with 10 voters (Eq. 10). Printed per seed: each run's rho, their
 mean, the rho of the runs' averaged predictions, the offset rho, and the paired difference of
 the averaged predictions from the ridge probe with its 95 % bootstrap interval over the test
-clips, and (for each later dropout rate) their paired difference from the first rate's. A fine-tuned model cannot beat the ridge probe if its heads, given the same frozen
-features, do not reach it: this separates the read-out from the fine-tuning in minutes instead of
-hours. Seeds 4-7 (SPEC.md, "Where the read-out loses"): the linear pairwise head is within
+clips, and (for each later dropout rate) their paired difference from the first rate's. A
+fine-tuned model cannot beat the ridge probe if its heads, given the same frozen features, do
+not reach it: this separates the read-out from the fine-tuning in minutes instead of hours. Seeds 4-7 (SPEC.md, "Where the read-out loses"): the linear pairwise head is within
 +-0.024 of the ridge probe, the paper's heads 0.04-0.17 below it per run; dropout 0.5 on X^F lifts
 them on seeds 4 and 7 (+0.09, +0.08), not on 5 and 6.
 
@@ -137,10 +137,28 @@ class ModelHeads(torch.nn.Module):
         return self.model.finereg(a, b)
 
 
+def voter_rows(d: dict[str, np.ndarray]) -> list[list[int]]:
+    """Each test clip's voting exemplars (Eq. 10): up to ``VOTERS`` training clips of its dive
+    number (all training clips if none), drawn as ``ExemplarIndex.test_exemplars`` draws them."""
+    g = groups_of(d["train_type"])
+    every = list(range(len(d["train_y"])))
+    rows = []
+    for i, t in enumerate(d["test_type"]):
+        c = g.get(str(t), every)
+        rows.append([c[k] for k in np.random.default_rng([0, i]).permutation(len(c))[:VOTERS]])
+    return rows
+
+
 def fit_and_predict(
-    d: dict[str, np.ndarray], head: str, dropout: float, rep: int, epochs: int, batch: int = 2
+    d: dict[str, np.ndarray],
+    voters: list[list[int]],
+    head: str,
+    dropout: float,
+    rep: int,
+    epochs: int,
+    batch: int = 2,
 ) -> np.ndarray:
-    """Train one head on the training pairs; voted test predictions (Eq. 10)."""
+    """Train one head on the training pairs; test predictions voted over ``voters`` (Eq. 10)."""
     torch.manual_seed(rep)
     rng = np.random.default_rng(rep)
     net: torch.nn.Module = LinearPairHead(d["train_f"]) if head == "linear" else ModelHeads(dropout)
@@ -183,22 +201,10 @@ def fit_and_predict(
         test_steps = net.encode(torch.tensor(d["test_f"], dtype=torch.float32))[0]
         train_steps = net.encode(f)[0]
         preds = []
-        for i, t in enumerate(d["test_type"]):
-            c = g.get(str(t), list(range(n)))
-            ks = [c[k] for k in np.random.default_rng([0, i]).permutation(len(c))[:VOTERS]]
+        for i, ks in enumerate(voters):
             qi = test_steps[i : i + 1].expand(len(ks), *test_steps.shape[1:])
             preds.append(float((y[ks] + net.delta(qi, train_steps[ks]).mean(-1)).mean()))
     return np.array(preds)
-
-
-def exemplar_means(d: dict[str, np.ndarray]) -> np.ndarray:
-    g = groups_of(d["train_type"])
-    out = []
-    for i, t in enumerate(d["test_type"]):
-        c = g.get(str(t), list(range(len(d["train_y"]))))
-        ks = [c[k] for k in np.random.default_rng([0, i]).permutation(len(c))[:VOTERS]]
-        out.append(d["train_y"][ks].mean())
-    return np.array(out)
 
 
 def main() -> None:
@@ -221,13 +227,17 @@ def main() -> None:
         root.mkdir(parents=True, exist_ok=True)
         prepare(root, args.videos, seed, args.test_share, 128, need_pm=False)
         d = features(root)
-        t, base, rid = d["test_y"], exemplar_means(d), ridge_predictions(d)
+        voters = voter_rows(d)
+        t, rid = d["test_y"], ridge_predictions(d)
+        base = np.array([d["train_y"][ks].mean() for ks in voters])  # the exemplar means
         print(f"{seed:>5} {'ex. means':<12} {'':<24} {spearmanr(t, base).statistic:6.3f}")
         print(f"{seed:>5} {'ridge':<12} {'':<24} {spearmanr(t, rid).statistic:6.3f}")
         heads = [("linear", 0.0)] + [("heads", p) for p in args.feature_dropout]
         first = None  # the averaged predictions of the heads at the first dropout rate
         for head, p in heads:
-            runs = [fit_and_predict(d, head, p, r, args.epochs) for r in range(args.repeats)]
+            runs = [
+                fit_and_predict(d, voters, head, p, r, args.epochs) for r in range(args.repeats)
+            ]
             rhos = [spearmanr(t, x).statistic for x in runs]
             avg = np.mean(runs, 0)
             off = np.mean([spearmanr(t - base, x - base).statistic for x in runs])
